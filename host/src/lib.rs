@@ -1,0 +1,7 @@
+//! actionhost: a self-hosted server that executes outreach and integration
+//! actions through sandboxed WebAssembly executor plugins.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map of the code.
+
+pub mod cli;
+pub mod runtime;

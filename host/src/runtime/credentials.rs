@@ -1,0 +1,144 @@
+//! The secrets a connected account lends to one execution.
+//!
+//! The runtime injects them into outbound requests (HTTP headers or query) or
+//! uses them to log in to an SMTP server; the plugin never receives them.
+//! `Debug` prints `[REDACTED]` for every secret, and the type is deliberately
+//! not `Serialize`, so a secret cannot end up in a response or a log line by
+//! accident.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// How to authenticate to the provider.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Credentials {
+    /// Nothing to inject.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`; also used for OAuth2 access tokens.
+    Bearer {
+        /// The token.
+        token: SecretString,
+    },
+    /// An API key, in a header (`header`, such as `x-api-key`) or a query
+    /// parameter (`query`, such as `key`).
+    ApiKey {
+        /// Header name to carry the key.
+        #[serde(default)]
+        header: Option<String>,
+        /// Query parameter to carry the key.
+        #[serde(default)]
+        query: Option<String>,
+        /// The key.
+        value: SecretString,
+    },
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: SecretString,
+    },
+    /// An SMTP server and its login, for the `smtp` host interface.
+    Smtp(SmtpServer),
+}
+
+/// How to reach the account's SMTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpServer {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port; 587 for STARTTLS, 465 for implicit TLS, 25 for none.
+    pub port: u16,
+    /// Transport security.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// Login name, if the server requires one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, if the server requires one.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+}
+
+/// Transport security towards an SMTP server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Upgrade with STARTTLS, and refuse to go on without it.
+    #[default]
+    Starttls,
+    /// Implicit TLS from the first byte (port 465).
+    Tls,
+    /// Plain text: only for a relay on a trusted network or for tests.
+    None,
+}
+
+impl Credentials {
+    /// The SMTP server, when these are SMTP credentials.
+    pub fn smtp(&self) -> Option<&SmtpServer> {
+        match self {
+            Self::Smtp(server) => Some(server),
+            _ => None,
+        }
+    }
+
+    /// Checks that the credentials are usable, naming what is missing.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Self::ApiKey {
+                header: None,
+                query: None,
+                ..
+            } => {
+                Err("api_key credentials need a `header` or a `query` name to carry the key".into())
+            }
+            Self::ApiKey {
+                header: Some(_),
+                query: Some(_),
+                ..
+            } => Err("api_key credentials take a `header` or a `query` name, not both".into()),
+            Self::ApiKey {
+                header: Some(name), ..
+            } if http::HeaderName::from_bytes(name.as_bytes()).is_err() => Err(format!(
+                "api_key header name {name:?} is not a valid header name"
+            )),
+            Self::Smtp(SmtpServer {
+                username: Some(_),
+                password: None,
+                ..
+            }) => Err("smtp credentials with a `username` need a `password`".into()),
+            Self::Bearer { token } if token.expose_secret().is_empty() => {
+                Err("bearer token is empty".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let credentials: Credentials =
+            serde_json::from_str(r#"{"type":"bearer","token":"tok-very-secret"}"#).expect("valid");
+        let printed = format!("{credentials:?}");
+        assert!(!printed.contains("tok-very-secret"), "{printed}");
+        let smtp: Credentials = serde_json::from_str(
+            r#"{"type":"smtp","host":"mail","port":25,"tls":"none","username":"u","password":"pw-secret"}"#,
+        )
+        .expect("valid");
+        assert!(!format!("{smtp:?}").contains("pw-secret"));
+    }
+
+    #[test]
+    fn incomplete_credentials_are_explained() {
+        let key: Credentials =
+            serde_json::from_str(r#"{"type":"api_key","value":"k"}"#).expect("parses");
+        assert!(key.check().expect_err("no carrier").contains("header"));
+    }
+}

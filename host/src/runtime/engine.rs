@@ -1,0 +1,71 @@
+//! The one wasmtime `Engine`: pooling allocation, epoch interruption, and the
+//! ticker thread that advances the epoch.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::RuntimeConfig;
+
+/// How often the epoch advances: the granularity of deadlines and of the
+/// cooperative yields of long-running guests.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Which instance allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots: fast instantiation.
+    Pooling,
+    /// mmap per instance: the fallback where address space is short.
+    OnDemand,
+}
+
+/// Builds the engine, preferring the pooling allocator.
+pub fn build(config: &RuntimeConfig) -> wasmtime::Result<(Engine, Allocator)> {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true);
+    wasm.epoch_interruption(true);
+    wasm.consume_fuel(config.fuel);
+    wasm.parallel_compilation(true);
+
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = config.max_instances;
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(4))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        .max_memories_per_component(16)
+        .max_tables_per_component(32)
+        .max_core_instances_per_component(64)
+        .max_memory_size(config.max_memory_bytes);
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&wasm) {
+        Ok(engine) => Ok((engine, Allocator::Pooling)),
+        Err(err) => {
+            tracing::warn!(
+                error = %err,
+                "the pooling allocator could not reserve its address space; falling back to on-demand allocation, \
+                 which instantiates more slowly (raise `ulimit -v` or lower max_instances to use pooling)"
+            );
+            wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Ok((Engine::new(&wasm)?, Allocator::OnDemand))
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is
+/// dropped.
+pub fn start_ticker(engine: EngineWeak) {
+    let spawned = std::thread::Builder::new()
+        .name("actionhost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "could not start the epoch thread: deadlines of CPU-bound plugins will not fire");
+    }
+}

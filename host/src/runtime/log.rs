@@ -1,0 +1,353 @@
+//! The execution log: `log` calls, guest stdout and stderr, and the host's own
+//! notes about outbound calls, kept in one size-capped buffer per execution.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Unexpected but harmless.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// Where a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// The `log` interface.
+    Plugin,
+    /// Guest standard output.
+    Stdout,
+    /// Guest standard error.
+    Stderr,
+    /// The host, about what the plugin did (outbound calls, limits).
+    Host,
+}
+
+/// One line of an execution's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// Milliseconds since the execution started.
+    pub at_ms: u64,
+    /// Severity.
+    pub level: LogLevel,
+    /// Origin.
+    pub source: LogSource,
+    /// The text.
+    pub message: String,
+}
+
+/// A finished execution's log.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExecutionLog {
+    /// The lines kept, oldest first.
+    pub lines: Vec<LogLine>,
+    /// Bytes dropped because the log reached its cap.
+    pub truncated_bytes: u64,
+}
+
+impl ExecutionLog {
+    /// The last `n` lines, one per line of text, for error reports.
+    pub fn tail(&self, n: usize) -> String {
+        let start = self.lines.len().saturating_sub(n);
+        let mut tail: Vec<String> = self.lines[start..]
+            .iter()
+            .map(|line| {
+                format!(
+                    "[{} {}] {}",
+                    line.source.as_str(),
+                    line.level.as_str(),
+                    line.message
+                )
+            })
+            .collect();
+        if self.truncated_bytes > 0 {
+            tail.push(format!(
+                "[log truncated: {} bytes dropped]",
+                self.truncated_bytes
+            ));
+        }
+        tail.join("\n")
+    }
+
+    /// Total bytes of message text kept.
+    pub fn bytes(&self) -> usize {
+        self.lines.iter().map(|line| line.message.len()).sum()
+    }
+}
+
+impl LogLevel {
+    /// The level's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl LogSource {
+    /// The source's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plugin => "plugin",
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+            Self::Host => "host",
+        }
+    }
+}
+
+/// The shared, capped buffer that every writer of one execution appends to.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    inner: Arc<Mutex<SinkState>>,
+}
+
+#[derive(Debug)]
+struct SinkState {
+    started: Instant,
+    cap: usize,
+    used: usize,
+    log: ExecutionLog,
+    /// Unterminated output of stdout and stderr, awaiting a newline.
+    partial: [Vec<u8>; 2],
+}
+
+/// Longest line kept from a stream without a newline.
+const MAX_LINE: usize = 16 * 1024;
+
+impl LogSink {
+    /// An empty log that keeps at most `cap` bytes of text.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(SinkState {
+                started: Instant::now(),
+                cap,
+                used: 0,
+                log: ExecutionLog::default(),
+                partial: [Vec::new(), Vec::new()],
+            })),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, SinkState> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends one line.
+    pub fn push(&self, level: LogLevel, source: LogSource, message: &str) {
+        self.state().push(level, source, message);
+    }
+
+    /// Appends raw bytes from guest stdout or stderr, split into lines.
+    pub fn write_stream(&self, source: LogSource, bytes: &[u8]) {
+        let mut state = self.state();
+        let slot = usize::from(source == LogSource::Stderr);
+        let level = if source == LogSource::Stderr {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        if state.used >= state.cap {
+            state.log.truncated_bytes += bytes.len() as u64;
+            return;
+        }
+        let mut pending = std::mem::take(&mut state.partial[slot]);
+        for chunk in bytes.split_inclusive(|&b| b == b'\n') {
+            if let Some(line) = chunk.strip_suffix(b"\n") {
+                pending.extend_from_slice(line);
+                let text = String::from_utf8_lossy(&pending).into_owned();
+                state.push(level, source, &text);
+                pending.clear();
+            } else {
+                pending.extend_from_slice(chunk);
+                if pending.len() >= MAX_LINE {
+                    let text = String::from_utf8_lossy(&pending).into_owned();
+                    state.push(level, source, &text);
+                    pending.clear();
+                }
+            }
+        }
+        state.partial[slot] = pending;
+    }
+
+    /// The log so far, with any unterminated stream output as final lines.
+    pub fn finish(&self) -> ExecutionLog {
+        let mut state = self.state();
+        for (slot, source) in [(0, LogSource::Stdout), (1, LogSource::Stderr)] {
+            let pending = std::mem::take(&mut state.partial[slot]);
+            if !pending.is_empty() {
+                let text = String::from_utf8_lossy(&pending).into_owned();
+                let level = if slot == 1 {
+                    LogLevel::Warn
+                } else {
+                    LogLevel::Info
+                };
+                state.push(level, source, &text);
+            }
+        }
+        state.log.clone()
+    }
+}
+
+impl SinkState {
+    fn push(&mut self, level: LogLevel, source: LogSource, message: &str) {
+        let room = self.cap.saturating_sub(self.used);
+        if room == 0 {
+            self.log.truncated_bytes += message.len() as u64;
+            return;
+        }
+        let mut message = message.to_owned();
+        if message.len() > room {
+            let cut = (0..=room)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
+            self.log.truncated_bytes += (message.len() - cut) as u64;
+            message.truncate(cut);
+        }
+        self.used += message.len();
+        let at_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.log.lines.push(LogLine {
+            at_ms,
+            level,
+            source,
+            message,
+        });
+    }
+}
+
+/// Guest stdout or stderr, captured into the execution's log.
+pub struct GuestOutput {
+    sink: LogSink,
+    source: LogSource,
+}
+
+impl GuestOutput {
+    /// Output from `source` (stdout or stderr) into `sink`.
+    pub fn new(sink: LogSink, source: LogSource) -> Self {
+        Self { sink, source }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(GuestOutputWriter {
+            sink: self.sink.clone(),
+            source: self.source,
+        })
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(GuestOutputWriter {
+            sink: self.sink.clone(),
+            source: self.source,
+        })
+    }
+}
+
+struct GuestOutputWriter {
+    sink: LogSink,
+    source: LogSource,
+}
+
+/// How much a guest may write in one call; the sink caps the total anyway.
+const WRITE_PERMIT: usize = 64 * 1024;
+
+impl OutputStream for GuestOutputWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.sink.write_stream(self.source, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutputWriter {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutputWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.sink.write_stream(self.source, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_output_becomes_lines_and_stops_at_the_cap() {
+        let sink = LogSink::new(20);
+        sink.write_stream(LogSource::Stdout, b"hello\nwor");
+        sink.write_stream(LogSource::Stdout, b"ld\n");
+        sink.write_stream(LogSource::Stdout, b"0123456789012345678901234\n");
+        let log = sink.finish();
+        let texts: Vec<&str> = log.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(texts[..2], ["hello", "world"]);
+        assert!(log.bytes() <= 20);
+        assert!(log.truncated_bytes > 0);
+    }
+
+    #[test]
+    fn the_tail_ends_with_the_last_lines() {
+        let sink = LogSink::new(1024);
+        for i in 0..10 {
+            sink.push(LogLevel::Info, LogSource::Plugin, &format!("line {i}"));
+        }
+        let tail = sink.finish().tail(2);
+        assert_eq!(tail, "[plugin info] line 8\n[plugin info] line 9");
+    }
+}

@@ -1,0 +1,530 @@
+//! Outbound HTTP from plugins: the allow-list, the address check, credential
+//! injection, and the connection itself.
+//!
+//! Every `wasi:http/outgoing-handler.handle` call of a guest arrives at
+//! [`OutboundHooks::send_request`]. In order, it:
+//!
+//! 1. refuses a scheme, host or port that no rule of the plugin's allow-list
+//!    matches, before any DNS lookup or connection;
+//! 2. resolves the host and refuses private, loopback, link-local and other
+//!    non-public addresses unless the operator allowed them, then connects to
+//!    the very address it checked (no second lookup an attacker could race);
+//! 3. adds the connected account's credentials, replacing whatever the guest
+//!    put in the same header;
+//! 4. sends the request with hyper over TCP, or TLS with the webpki roots.
+//!
+//! The execution log gets one line per request with the method, the
+//! destination and the status, never a header or a query string.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use secrecy::ExposeSecret;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::credentials::Credentials;
+use super::log::{LogLevel, LogSink, LogSource};
+use super::types::{HostRule, default_port};
+
+/// The network policy of one execution.
+#[derive(Debug, Clone)]
+pub struct OutboundPolicy {
+    /// The destinations allowed: the manifest's and the operator's.
+    pub rules: Arc<[HostRule]>,
+    /// Whether private, loopback and link-local addresses may be reached.
+    pub allow_private_network: bool,
+    /// How many requests one execution may make.
+    pub max_requests: u32,
+    /// Timeout for DNS plus connect (and TLS), unless the guest asks for less.
+    pub connect_timeout: Duration,
+}
+
+/// The `wasi:http` hooks of one execution's store.
+pub struct OutboundHooks {
+    policy: OutboundPolicy,
+    credentials: Arc<Credentials>,
+    log: LogSink,
+    sent: u32,
+}
+
+impl OutboundHooks {
+    /// Hooks enforcing `policy`, injecting `credentials`, noting in `log`.
+    pub fn new(policy: OutboundPolicy, credentials: Arc<Credentials>, log: LogSink) -> Self {
+        Self {
+            policy,
+            credentials,
+            log,
+            sent: 0,
+        }
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
+        self.sent += 1;
+        let over_budget = self.sent > self.policy.max_requests;
+        let policy = self.policy.clone();
+        let credentials = self.credentials.clone();
+        let log = self.log.clone();
+        Box::new(async move {
+            if over_budget {
+                log.push(
+                    LogLevel::Error,
+                    LogSource::Host,
+                    &format!(
+                        "outbound request refused: more than {} requests in one execution",
+                        policy.max_requests
+                    ),
+                );
+                return Err(HttpError::ConnectionLimitReached);
+            }
+            send(request, options, &policy, &credentials, &log).await
+        })
+    }
+}
+
+/// Where a request goes, from its URI.
+struct Destination {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Destination {
+    fn of(uri: &http::Uri) -> Result<Self, HttpError> {
+        let scheme = uri
+            .scheme_str()
+            .ok_or(HttpError::HttpRequestUriInvalid)?
+            .to_ascii_lowercase();
+        let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = match uri.port_u16() {
+            Some(port) => port,
+            None => default_port(&scheme).ok_or(HttpError::HttpRequestUriInvalid)?,
+        };
+        Ok(Self { scheme, host, port })
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+async fn send(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    policy: &OutboundPolicy,
+    credentials: &Credentials,
+    log: &LogSink,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+> {
+    let destination = Destination::of(request.uri())?;
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if !policy
+        .rules
+        .iter()
+        .any(|rule| rule.matches(&destination.scheme, &destination.host, destination.port))
+    {
+        let allowed: Vec<String> = policy.rules.iter().map(ToString::to_string).collect();
+        log.push(
+            LogLevel::Error,
+            LogSource::Host,
+            &format!(
+                "outbound request to {destination} refused: not on the plugin's allow-list ({})",
+                if allowed.is_empty() {
+                    "empty".to_owned()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        );
+        return Err(HttpError::HttpRequestDenied);
+    }
+
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(policy.connect_timeout)
+        .min(policy.connect_timeout);
+    let started = Instant::now();
+    let address = resolve(
+        &destination,
+        policy.allow_private_network,
+        connect_timeout,
+        log,
+    )
+    .await?;
+    inject(&mut request, credentials)?;
+    strip_to_origin_form(&mut request);
+
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            log.push(
+                LogLevel::Warn,
+                LogSource::Host,
+                &format!("{method} {destination}{path}: connect failed: {err}"),
+            );
+            return Err(HttpError::ConnectionRefused);
+        }
+        Err(_) => return Err(HttpError::ConnectionTimeout),
+    };
+    let _ = stream.set_nodelay(true);
+    let io: Box<dyn Stream> = if destination.scheme == "https" {
+        Box::new(tls_connect(stream, &destination.host, connect_timeout).await?)
+    } else {
+        Box::new(stream)
+    };
+
+    let (mut sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(io)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)?
+    .map_err(HttpError::from)?;
+    let connection = tokio::spawn(connection);
+
+    let first_byte_timeout = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(Duration::from_secs(600));
+    let response =
+        match tokio::time::timeout(first_byte_timeout, sender.send_request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                log.push(
+                    LogLevel::Warn,
+                    LogSource::Host,
+                    &format!("{method} {destination}{path}: {err}"),
+                );
+                return Err(HttpError::from(err));
+            }
+            Err(_) => {
+                log.push(
+                    LogLevel::Warn,
+                    LogSource::Host,
+                    &format!("{method} {destination}{path}: no response in time"),
+                );
+                return Err(HttpError::HttpResponseTimeout);
+            }
+        };
+    log.push(
+        LogLevel::Debug,
+        LogSource::Host,
+        &format!(
+            "{method} {destination}{path} -> {} in {} ms",
+            response.status().as_u16(),
+            started.elapsed().as_millis()
+        ),
+    );
+    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    let worker: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
+        match connection.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(HttpError::from(err)),
+            Err(_) => Err(HttpError::ConnectionTerminated),
+        }
+    });
+    Ok((response, worker))
+}
+
+/// Resolves the destination and returns the first address the policy allows.
+async fn resolve(
+    destination: &Destination,
+    allow_private_network: bool,
+    timeout: Duration,
+    log: &LogSink,
+) -> Result<SocketAddr, HttpError> {
+    let lookup = tokio::net::lookup_host((destination.host.as_str(), destination.port));
+    let addresses: Vec<SocketAddr> = match tokio::time::timeout(timeout, lookup).await {
+        Ok(Ok(addresses)) => addresses.collect(),
+        Ok(Err(err)) => {
+            log.push(
+                LogLevel::Warn,
+                LogSource::Host,
+                &format!("dns lookup of {} failed: {err}", destination.host),
+            );
+            return Err(HttpError::DnsError {
+                rcode: Some(err.to_string()),
+                info_code: None,
+            });
+        }
+        Err(_) => return Err(HttpError::DnsTimeout),
+    };
+    if addresses.is_empty() {
+        return Err(HttpError::DestinationNotFound);
+    }
+    match addresses
+        .iter()
+        .find(|address| allow_private_network || is_public(address.ip()))
+    {
+        Some(address) => Ok(*address),
+        None => {
+            log.push(
+                LogLevel::Error,
+                LogSource::Host,
+                &format!(
+                    "outbound request to {destination} refused: it resolves to a private or reserved address ({}); \
+                     operators can allow this with allow_private_network",
+                    addresses[0].ip()
+                ),
+            );
+            Err(HttpError::DestinationIpProhibited)
+        }
+    }
+}
+
+/// Whether `ip` is a globally routable unicast address: not loopback,
+/// private, link-local, shared (CGNAT), documentation, benchmarking,
+/// multicast, broadcast or unspecified.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// Adds the account's credentials to the request.
+fn inject(
+    request: &mut http::Request<WasiBody>,
+    credentials: &Credentials,
+) -> Result<(), HttpError> {
+    let sensitive = |value: String| -> Result<HeaderValue, HttpError> {
+        let mut value = HeaderValue::try_from(value).map_err(|_| HttpError::ConfigurationError)?;
+        value.set_sensitive(true);
+        Ok(value)
+    };
+    match credentials {
+        Credentials::None | Credentials::Smtp(_) => {}
+        Credentials::Bearer { token } => {
+            let value = sensitive(format!("Bearer {}", token.expose_secret()))?;
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        Credentials::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose_secret());
+            let value = sensitive(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))?;
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        Credentials::ApiKey {
+            header: Some(name),
+            value,
+            ..
+        } => {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HttpError::ConfigurationError)?;
+            let value = sensitive(value.expose_secret().to_owned())?;
+            request.headers_mut().insert(name, value);
+        }
+        Credentials::ApiKey {
+            query: Some(param),
+            value,
+            ..
+        } => {
+            let uri = request.uri().clone();
+            let pair = format!(
+                "{}={}",
+                encode_query(param),
+                encode_query(value.expose_secret())
+            );
+            let path_and_query = match uri.query() {
+                Some(query) if !query.is_empty() => format!("{}?{query}&{pair}", uri.path()),
+                _ => format!("{}?{pair}", uri.path()),
+            };
+            let mut parts = uri.into_parts();
+            parts.path_and_query = Some(
+                path_and_query
+                    .parse()
+                    .map_err(|_| HttpError::ConfigurationError)?,
+            );
+            *request.uri_mut() =
+                http::Uri::from_parts(parts).map_err(|_| HttpError::ConfigurationError)?;
+        }
+        Credentials::ApiKey { .. } => return Err(HttpError::ConfigurationError),
+    }
+    Ok(())
+}
+
+fn encode_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// hyper sends the URI as given: a request to an origin server carries only
+/// the path and query (the `Host` header, set by wasi-http, names the host).
+fn strip_to_origin_form(request: &mut http::Request<WasiBody>) {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Ok(uri) = path_and_query.parse() {
+        *request.uri_mut() = uri;
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+async fn tls_connect(
+    stream: TcpStream,
+    host: &str,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, HttpError> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+                .unwrap_or_else(|err| {
+                    panic!("the ring provider supports the default TLS versions: {err}")
+                }),
+        )
+    });
+    let name = match host.parse::<IpAddr>() {
+        Ok(ip) => rustls::pki_types::ServerName::from(ip),
+        Err(_) => rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| {
+            HttpError::DnsError {
+                rcode: Some("invalid dns name".into()),
+                info_code: None,
+            }
+        })?,
+    };
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(HttpError::Tls(err)),
+        Err(_) => Err(HttpError::ConnectionTimeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_public_addresses_are_recognised() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(
+                !is_public(private.parse().expect("ip")),
+                "{private} taken as public"
+            );
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(
+                is_public(public.parse().expect("ip")),
+                "{public} taken as private"
+            );
+        }
+    }
+
+    #[test]
+    fn rules_match_scheme_host_and_port() {
+        let rule: HostRule = "https://api.hubapi.com".parse().expect("rule");
+        assert!(rule.matches("https", "api.hubapi.com", 443));
+        assert!(!rule.matches("http", "api.hubapi.com", 80));
+        assert!(!rule.matches("https", "api.hubapi.com", 8443));
+        assert!(!rule.matches("https", "evil.com", 443));
+        let wildcard: HostRule = "https://*.googleapis.com".parse().expect("rule");
+        assert!(wildcard.matches("https", "gmail.googleapis.com", 443));
+        assert!(!wildcard.matches("https", "googleapis.com", 443));
+        assert!(!wildcard.matches("https", "evilgoogleapis.com", 443));
+        let any_port: HostRule = "http://127.0.0.1:*".parse().expect("rule");
+        assert!(any_port.matches("http", "127.0.0.1", 39_001));
+        assert!("ftp://x".parse::<HostRule>().is_err());
+        assert!("https://".parse::<HostRule>().is_err());
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query("a b&c=d"), "a%20b%26c%3Dd");
+    }
+}

@@ -1,0 +1,683 @@
+//! A loaded plugin, and every call into it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::v0_1_0::{self, ExecutorPre};
+use super::cache::CacheOutcome;
+use super::credentials::Credentials;
+use super::engine::EPOCH_TICK;
+use super::log::ExecutionLog;
+use super::outbound::OutboundPolicy;
+use super::state::HostState;
+use super::types::{
+    AccountInfo, ActionTypeInfo, ExecuteError, ExecuteRequest, FieldError, HostRule, Manifest,
+    PortRule,
+};
+use super::{Limits, PluginOptions, RuntimeInner};
+
+use v0_1_0::actionhost::executor::types as wit;
+
+/// How long `describe` may take at load time.
+const DESCRIBE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A plugin ready to run: compiled, linked, described and checked.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    runtime: Arc<RuntimeInner>,
+    pre: ExecutorPre<HostState>,
+    manifest: Manifest,
+    sha256: String,
+    size: usize,
+    cache: CacheOutcome,
+    load_time: Duration,
+    limits: Limits,
+    rules: Arc<[HostRule]>,
+    validators: HashMap<String, jsonschema::Validator>,
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Too large.
+    #[error("component is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a component at all.
+    #[error("not a webassembly component: {0}")]
+    NotAComponent(String),
+    /// wasmtime could not compile it.
+    #[error("compiling the component failed: {0}")]
+    Compile(String),
+    /// It needs something the host does not provide, or lacks an export.
+    #[error("the component does not fit the actionhost:executor world: {0}")]
+    Link(String),
+    /// `describe` trapped or timed out.
+    #[error("describe failed: {0}")]
+    Describe(PluginFault),
+    /// The manifest is wrong.
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+}
+
+/// A plugin's failure outside its own result: the outer layer of a call.
+#[derive(Debug, Clone)]
+pub struct PluginFault {
+    /// What happened.
+    pub kind: FaultKind,
+    /// The execution's log up to the fault.
+    pub log: ExecutionLog,
+}
+
+/// What went wrong in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The call ran past its wall-clock deadline.
+    Deadline {
+        /// The deadline.
+        limit: Duration,
+    },
+    /// The guest tried to grow its memory past the limit.
+    MemoryLimit {
+        /// The limit in bytes.
+        limit_bytes: usize,
+    },
+    /// The guest tried to grow a table past the limit.
+    TableLimit {
+        /// The limit in elements.
+        limit_elements: usize,
+    },
+    /// The guest ran out of CPU fuel.
+    OutOfFuel,
+    /// The guest's stack overflowed.
+    StackOverflow,
+    /// The guest trapped (a panic, `unreachable`, a bad memory access).
+    Trap {
+        /// wasmtime's description, with the guest backtrace when known.
+        message: String,
+    },
+    /// The output was larger than allowed.
+    OutputTooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The output was not JSON.
+    InvalidOutput {
+        /// The parse error.
+        message: String,
+    },
+    /// The host could not set up the call.
+    Host {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl FaultKind {
+    /// A stable code for APIs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Deadline { .. } => "deadline_exceeded",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::TableLimit { .. } => "table_limit",
+            Self::OutOfFuel => "out_of_fuel",
+            Self::StackOverflow => "stack_overflow",
+            Self::Trap { .. } => "trap",
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::InvalidOutput { .. } => "invalid_output",
+            Self::Host { .. } => "host_error",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deadline { limit } => write!(
+                f,
+                "plugin exceeded its deadline of {} ms",
+                limit.as_millis()
+            ),
+            Self::MemoryLimit { limit_bytes } => {
+                write!(
+                    f,
+                    "plugin tried to grow its memory past the limit of {limit_bytes} bytes"
+                )
+            }
+            Self::TableLimit { limit_elements } => {
+                write!(
+                    f,
+                    "plugin tried to grow a table past the limit of {limit_elements} elements"
+                )
+            }
+            Self::OutOfFuel => write!(f, "plugin ran out of cpu fuel"),
+            Self::StackOverflow => write!(f, "plugin overflowed its stack"),
+            Self::Trap { message } => write!(f, "plugin trapped: {message}"),
+            Self::OutputTooLarge { size, limit } => {
+                write!(
+                    f,
+                    "plugin output of {size} bytes is larger than the limit of {limit} bytes"
+                )
+            }
+            Self::InvalidOutput { message } => write!(f, "plugin output is not json: {message}"),
+            Self::Host { message } => write!(f, "host failure: {message}"),
+        }
+    }
+}
+
+impl fmt::Display for PluginFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if !self.log.lines.is_empty() {
+            write!(f, "; last log lines:\n{}", self.log.tail(10))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PluginFault {}
+
+/// A finished call whose plugin returned normally.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// The plugin's own result: output JSON, or its typed error.
+    pub outcome: Result<serde_json::Value, ExecuteError>,
+    /// The log.
+    pub log: ExecutionLog,
+    /// Wall-clock time of the call, instantiation included.
+    pub duration: Duration,
+}
+
+enum Call {
+    Describe,
+    Validate { action_type: String, params: String },
+    Execute(wit::ExecuteRequest),
+}
+
+enum Reply {
+    Describe(wit::Manifest),
+    Validate(Result<(), Vec<wit::FieldError>>),
+    Execute(Result<String, wit::ExecuteError>),
+}
+
+pub(super) async fn load(
+    runtime: Arc<RuntimeInner>,
+    bytes: Arc<[u8]>,
+    options: PluginOptions,
+) -> Result<Plugin, LoadError> {
+    let started = Instant::now();
+    let limit = runtime.config.max_component_bytes;
+    if bytes.len() > limit {
+        return Err(LoadError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    check_component_header(&bytes)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let size = bytes.len();
+    let (component, cache) = runtime
+        .cache
+        .load(&runtime.engine, bytes, &sha256)
+        .await
+        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+    let instance_pre = runtime
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|err| LoadError::Link(format!("{err:#}")))?;
+    let pre = ExecutorPre::new(instance_pre).map_err(|err| LoadError::Link(format!("{err:#}")))?;
+
+    let mut limits = options
+        .limits
+        .unwrap_or_else(|| runtime.config.limits.clone());
+    limits.memory_bytes = limits.memory_bytes.min(runtime.config.max_memory_bytes);
+
+    // `describe` runs with no network and no credentials.
+    let describe_limits = Limits {
+        deadline: limits.deadline.min(DESCRIBE_DEADLINE),
+        ..limits.clone()
+    };
+    let (reply, log) = run(
+        &runtime,
+        &pre,
+        &describe_limits,
+        Arc::from(Vec::new()),
+        Arc::new(Credentials::None),
+        Call::Describe,
+    )
+    .await;
+    let wit_manifest = match reply {
+        Ok(Reply::Describe(manifest)) => manifest,
+        Ok(_) => unreachable!("describe returns a manifest"),
+        Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
+    };
+    let manifest = check_manifest(wit_manifest, v0_1_0::VERSION)?;
+    let mut validators = HashMap::new();
+    for action_type in &manifest.action_types {
+        let validator = jsonschema::validator_for(&action_type.params_schema).map_err(|err| {
+            LoadError::Manifest(format!(
+                "params schema of {} is not a valid JSON Schema: {err}",
+                action_type.name
+            ))
+        })?;
+        validators.insert(action_type.name.clone(), validator);
+    }
+    let rules: Arc<[HostRule]> = manifest
+        .outbound_hosts
+        .iter()
+        .cloned()
+        .chain(options.extra_hosts)
+        .collect();
+    Ok(Plugin {
+        inner: Arc::new(PluginInner {
+            runtime,
+            pre,
+            manifest,
+            sha256,
+            size,
+            cache,
+            load_time: started.elapsed(),
+            limits,
+            rules,
+            validators,
+        }),
+    })
+}
+
+fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotAComponent(
+            "the file does not start with the webassembly magic number".into(),
+        ));
+    }
+    // Bytes 4..8: version (2 bytes) and layer (2 bytes); layer 1 is a component.
+    if bytes[6..8] != [1, 0] {
+        return Err(LoadError::NotAComponent(
+            "this is a core webassembly module, not a component; build plugins with `--target wasm32-wasip2` \
+             (or wrap a module with `wasm-tools component new`)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest, LoadError> {
+    let fail = |message: String| Err(LoadError::Manifest(message));
+    let name = manifest.name;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || name.starts_with('-')
+    {
+        return fail(format!(
+            "plugin name {name:?} must be kebab-case: lowercase letters, digits and -"
+        ));
+    }
+    if semver::Version::parse(&manifest.version).is_err() {
+        return fail(format!(
+            "version {:?} of {name} is not a semantic version such as 1.2.0",
+            manifest.version
+        ));
+    }
+    if manifest.action_types.is_empty() {
+        return fail(format!("{name} declares no action types"));
+    }
+    let mut action_types: Vec<ActionTypeInfo> = Vec::new();
+    for action_type in manifest.action_types {
+        let type_name = action_type.name;
+        if type_name.is_empty()
+            || type_name.len() > 64
+            || !type_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return fail(format!(
+                "action type name {type_name:?} must be snake_case: lowercase letters, digits and _"
+            ));
+        }
+        if action_types.iter().any(|t| t.name == type_name) {
+            return fail(format!("action type {type_name} is declared twice"));
+        }
+        let parse = |what: &str, text: &str| -> Result<serde_json::Value, LoadError> {
+            serde_json::from_str(text).map_err(|err| {
+                LoadError::Manifest(format!("{what} of {type_name} is not JSON: {err}"))
+            })
+        };
+        let params_schema = parse("params schema", &action_type.params_schema)?;
+        let output_schema = action_type
+            .output_schema
+            .as_deref()
+            .map(|s| parse("output schema", s))
+            .transpose()?;
+        action_types.push(ActionTypeInfo {
+            name: type_name.clone(),
+            title: action_type.title,
+            description: action_type.description,
+            params_schema,
+            output_schema,
+            auth_schemes: action_type
+                .auth_schemes
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            idempotent: action_type.idempotent,
+            requires_approval: action_type.requires_approval,
+        });
+    }
+    let mut outbound_hosts = Vec::new();
+    for host in manifest.outbound_hosts {
+        let rule = HostRule {
+            scheme: host.scheme.to_ascii_lowercase(),
+            host: host.host.to_ascii_lowercase(),
+            port: host.port.map_or(PortRule::Default, PortRule::Exact),
+        };
+        // Round-trip through the parser to apply the same checks as operator rules.
+        let checked: HostRule = rule.to_string().parse().map_err(LoadError::Manifest)?;
+        outbound_hosts.push(checked);
+    }
+    Ok(Manifest {
+        name,
+        version: manifest.version,
+        description: manifest.description,
+        wit_version: wit_version.to_owned(),
+        action_types,
+        outbound_hosts,
+    })
+}
+
+/// Instantiates the plugin in a fresh store and makes one call.
+async fn run(
+    runtime: &RuntimeInner,
+    pre: &ExecutorPre<HostState>,
+    limits: &Limits,
+    rules: Arc<[HostRule]>,
+    credentials: Arc<Credentials>,
+    call: Call,
+) -> (Result<Reply, FaultKind>, ExecutionLog) {
+    let policy = OutboundPolicy {
+        rules,
+        allow_private_network: runtime.config.allow_private_network,
+        max_requests: limits.max_outbound_requests,
+        connect_timeout: limits.connect_timeout,
+    };
+    let mut store = Store::new(&runtime.engine, HostState::new(limits, policy, credentials));
+    store.limiter(|state| &mut state.limiter);
+    if let Some(fuel) = limits.fuel.filter(|_| runtime.config.fuel) {
+        if let Err(err) = store.set_fuel(fuel) {
+            let log = store.data().log.finish();
+            return (
+                Err(FaultKind::Host {
+                    message: format!("setting fuel: {err:#}"),
+                }),
+                log,
+            );
+        }
+    }
+    // Yield to the async executor at every epoch tick, so a spinning guest
+    // never starves other tasks, and trap once the deadline has passed.
+    let deadline = Instant::now() + limits.deadline;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    let call_future = async {
+        let executor = pre.instantiate_async(&mut store).await?;
+        let reply = match call {
+            Call::Describe => Reply::Describe(executor.call_describe(&mut store).await?),
+            Call::Validate {
+                action_type,
+                params,
+            } => Reply::Validate(
+                executor
+                    .call_validate(&mut store, &action_type, &params)
+                    .await?,
+            ),
+            Call::Execute(request) => {
+                Reply::Execute(executor.call_execute(&mut store, &request).await?)
+            }
+        };
+        wasmtime::Result::Ok(reply)
+    };
+    // The epoch catches CPU-bound guests; this catches guests blocked in a
+    // host call (a slow server), with one tick of grace so the epoch reports
+    // first when both apply.
+    let outcome = tokio::time::timeout(limits.deadline + EPOCH_TICK, call_future).await;
+    let state = store.data();
+    let result = match outcome {
+        Err(_elapsed) => Err(FaultKind::Deadline {
+            limit: limits.deadline,
+        }),
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(err)) => Err(classify(&err, state, limits)),
+    };
+    (result, state.log.finish())
+}
+
+fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> FaultKind {
+    if state.limiter.memory_hit {
+        return FaultKind::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    if state.limiter.table_hit {
+        return FaultKind::TableLimit {
+            limit_elements: limits.table_elements,
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => FaultKind::Deadline {
+            limit: limits.deadline,
+        },
+        Some(Trap::OutOfFuel) => FaultKind::OutOfFuel,
+        Some(Trap::StackOverflow) => FaultKind::StackOverflow,
+        Some(_) => FaultKind::Trap {
+            message: format!("{err:?}"),
+        },
+        None => FaultKind::Trap {
+            message: format!("{err:#}"),
+        },
+    }
+}
+
+impl Plugin {
+    /// The checked manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// Size of the component in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Whether the load compiled or used the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.inner.cache
+    }
+
+    /// How long the load took.
+    pub fn load_time(&self) -> Duration {
+        self.inner.load_time
+    }
+
+    /// The plugin's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Checks params against the action type's size limit and JSON Schema,
+    /// returning every failing path.
+    pub fn check_params(
+        &self,
+        action_type: &str,
+        params: &serde_json::Value,
+    ) -> Result<(), Vec<FieldError>> {
+        let Some(validator) = self.inner.validators.get(action_type) else {
+            let known: Vec<&str> = self
+                .inner
+                .manifest
+                .action_types
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect();
+            return Err(vec![FieldError {
+                path: String::new(),
+                message: format!(
+                    "unknown action type {action_type:?}; this plugin provides {}",
+                    known.join(", ")
+                ),
+            }]);
+        };
+        let size = params.to_string().len();
+        if size > self.inner.limits.max_params_bytes {
+            return Err(vec![FieldError {
+                path: String::new(),
+                message: format!(
+                    "params are {size} bytes; the limit is {} bytes",
+                    self.inner.limits.max_params_bytes
+                ),
+            }]);
+        }
+        let errors: Vec<FieldError> = validator
+            .iter_errors(params)
+            .map(|err| FieldError {
+                path: err.instance_path.to_string(),
+                message: err.to_string(),
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Runs the plugin's `validate` for params that passed [`Self::check_params`].
+    pub async fn validate(
+        &self,
+        action_type: &str,
+        params: &serde_json::Value,
+    ) -> Result<Result<(), Vec<FieldError>>, PluginFault> {
+        let call = Call::Validate {
+            action_type: action_type.to_owned(),
+            params: params.to_string(),
+        };
+        let inner = &self.inner;
+        let (reply, log) = run(
+            &inner.runtime,
+            &inner.pre,
+            &inner.limits,
+            Arc::from(Vec::new()),
+            Arc::new(Credentials::None),
+            call,
+        )
+        .await;
+        match reply {
+            Ok(Reply::Validate(result)) => {
+                Ok(result.map_err(|errors| errors.into_iter().map(Into::into).collect()))
+            }
+            Ok(_) => unreachable!("validate returns a validation result"),
+            Err(kind) => Err(PluginFault { kind, log }),
+        }
+    }
+
+    /// Executes one attempt of an action with the account's credentials.
+    pub async fn execute(
+        &self,
+        request: ExecuteRequest,
+        credentials: Arc<Credentials>,
+    ) -> Result<Execution, PluginFault> {
+        let started = Instant::now();
+        let inner = &self.inner;
+        let call = Call::Execute(wit::ExecuteRequest {
+            action_id: request.action_id,
+            action_type: request.action_type,
+            params: request.params.to_string(),
+            attempt: request.attempt,
+            idempotency_key: request.idempotency_key,
+            account: request.account.map(
+                |AccountInfo {
+                     id,
+                     app_name,
+                     metadata,
+                 }| wit::Account {
+                    id,
+                    app_name,
+                    metadata: metadata.to_string(),
+                },
+            ),
+        });
+        let (reply, log) = run(
+            &inner.runtime,
+            &inner.pre,
+            &inner.limits,
+            inner.rules.clone(),
+            credentials,
+            call,
+        )
+        .await;
+        let result = match reply {
+            Ok(Reply::Execute(result)) => result,
+            Ok(_) => unreachable!("execute returns an execution result"),
+            Err(kind) => return Err(PluginFault { kind, log }),
+        };
+        let outcome = match result {
+            Ok(output) => {
+                let limit = inner.limits.max_output_bytes;
+                if output.len() > limit {
+                    return Err(PluginFault {
+                        kind: FaultKind::OutputTooLarge {
+                            size: output.len(),
+                            limit,
+                        },
+                        log,
+                    });
+                }
+                match serde_json::from_str(&output) {
+                    Ok(value) => Ok(value),
+                    Err(err) => {
+                        return Err(PluginFault {
+                            kind: FaultKind::InvalidOutput {
+                                message: err.to_string(),
+                            },
+                            log,
+                        });
+                    }
+                }
+            }
+            Err(error) => Err(error.into()),
+        };
+        Ok(Execution {
+            outcome,
+            log,
+            duration: started.elapsed(),
+        })
+    }
+}
