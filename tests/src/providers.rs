@@ -1,0 +1,343 @@
+//! Local stand-ins for Gmail, LinkedIn and HubSpot.
+//!
+//! One HTTP server on loopback answers the three providers' endpoints and
+//! checks each request the way the real service would: the path, the bearer
+//! token, the versioning headers, the body's shape. A malformed request gets
+//! the provider's own kind of 4xx. On demand it answers 401, 429 with
+//! `Retry-After`, 503, or slowly, to exercise the plugins' error mapping.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+/// The bearer token the stand-ins accept.
+pub const TOKEN: &str = "test-access-token-5f0c";
+
+/// A scripted answer for the next request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// 401 with the provider's error body.
+    Unauthorized,
+    /// 429 with `Retry-After: seconds`.
+    RateLimited {
+        /// The `Retry-After` value.
+        retry_after_secs: u64,
+    },
+    /// 503.
+    Unavailable,
+    /// Wait, then answer normally.
+    Slow(Duration),
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    faults: VecDeque<Fault>,
+    requests: Vec<Recorded>,
+    hubspot_contacts: HashSet<String>,
+    next_id: u64,
+}
+
+/// The running stand-ins. Stopped on drop.
+pub struct Providers {
+    /// `http://127.0.0.1:PORT`: the base URL of all three.
+    pub base_url: String,
+    shared: Arc<Mutex<Shared>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Providers {
+    /// Starts the server on a free loopback port.
+    pub fn start() -> Self {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let state = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                ready_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("report address");
+                let app = Router::new().fallback(handle).with_state(state);
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        let address = ready_rx.recv().expect("provider stand-in started");
+        Self {
+            base_url: format!("http://{address}"),
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a fault for the next request.
+    pub fn fail_next(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
+    /// Marks a HubSpot contact as existing, so an upsert updates it.
+    pub fn seed_hubspot_contact(&self, email: &str) {
+        self.lock()
+            .hubspot_contacts
+            .insert(email.to_ascii_lowercase());
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Providers {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let fault = {
+        let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.requests.push(recorded.clone());
+        shared.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::Unauthorized) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials.",
+            );
+        }
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMIT",
+                "Rate limit exceeded",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after_secs.into());
+            return response;
+        }
+        Some(Fault::Unavailable) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is unavailable.",
+            );
+        }
+        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
+
+    if recorded.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "missing or invalid bearer token",
+        );
+    }
+    match (method.as_str(), uri.path()) {
+        ("POST", "/gmail/v1/users/me/messages/send") => gmail_send(&recorded),
+        ("POST", "/rest/messages") => linkedin_message(&recorded),
+        ("POST", "/crm/v3/objects/contacts/batch/upsert") => hubspot_upsert(&shared, &recorded),
+        _ => error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint"),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "error": { "code": status.as_u16(), "status": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Gmail `users.messages.send`: `{"raw": base64url(RFC 2822)}`.
+fn gmail_send(request: &Recorded) -> Response {
+    let body = request.json();
+    let Some(raw) = body["raw"].as_str() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "'raw' RFC822 payload message string required",
+        );
+    };
+    let Ok(message) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid value for ByteString",
+        );
+    };
+    let text = String::from_utf8_lossy(&message);
+    let has = |header: &str| {
+        text.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with(header))
+    };
+    if !has("to:") && !has("cc:") && !has("bcc:") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Recipient address required",
+        );
+    }
+    (StatusCode::OK, axum::Json(json!({ "id": "18c2f0a9d1e4b7a1", "threadId": "18c2f0a9d1e4b7a1", "labelIds": ["SENT"] })))
+        .into_response()
+}
+
+/// LinkedIn `POST /rest/messages`, versioned API.
+fn linkedin_message(request: &Recorded) -> Response {
+    let version_ok = request
+        .header("linkedin-version")
+        .is_some_and(|v| v.len() == 6 && v.chars().all(|c| c.is_ascii_digit()));
+    if !version_ok {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VERSION_MISSING",
+            "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
+        );
+    }
+    if request.header("x-restli-protocol-version") != Some("2.0.0") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PROTOCOL",
+            "X-Restli-Protocol-Version 2.0.0 is required",
+        );
+    }
+    let body = request.json();
+    let recipients_ok = body["recipients"].as_array().is_some_and(|list| {
+        !list.is_empty()
+            && list
+                .iter()
+                .all(|r| r.as_str().is_some_and(|u| u.starts_with("urn:li:person:")))
+    });
+    if !recipients_ok || !body["body"].is_string() || body["messageType"] != "MEMBER_TO_MEMBER" {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_BODY",
+            "recipients, body and messageType are required",
+        );
+    }
+    let mut response = StatusCode::CREATED.into_response();
+    response.headers_mut().insert(
+        "x-restli-id",
+        "urn:li:message:2-MTcwMDAwMDAwMA".parse().expect("header"),
+    );
+    response
+}
+
+/// HubSpot `batch/upsert` of contacts by email.
+fn hubspot_upsert(shared: &Arc<Mutex<Shared>>, request: &Recorded) -> Response {
+    let body = request.json();
+    let Some(inputs) = body["inputs"].as_array() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "Invalid input JSON: inputs is required",
+        );
+    };
+    let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let mut results = Vec::new();
+    for input in inputs {
+        let email = input["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if input["idProperty"] != "email"
+            || email.is_empty()
+            || input["properties"]["email"]
+                .as_str()
+                .map(str::to_ascii_lowercase)
+                != Some(email.clone())
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                "each input needs idProperty email, an id and properties.email",
+            );
+        }
+        let new = shared.hubspot_contacts.insert(email.clone());
+        shared.next_id += 1;
+        results.push(json!({ "id": (1000 + shared.next_id).to_string(), "new": new, "properties": input["properties"] }));
+    }
+    (StatusCode::OK, axum::Json(json!({ "status": "COMPLETE", "results": results, "startedAt": "2026-01-01T00:00:00Z", "completedAt": "2026-01-01T00:00:01Z" })))
+        .into_response()
+}
