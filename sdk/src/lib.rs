@@ -158,3 +158,8 @@ macro_rules! plugin {
     (@version) => { ::core::env!("CARGO_PKG_VERSION") };
     (@version $version:expr) => { $version };
 }
+
+/// The README's example plugin, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
