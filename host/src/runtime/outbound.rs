@@ -519,6 +519,9 @@ mod tests {
         assert!(!wildcard.matches("https", "evilgoogleapis.com", 443));
         let any_port: HostRule = "http://127.0.0.1:*".parse().expect("rule");
         assert!(any_port.matches("http", "127.0.0.1", 39_001));
+        let v6: HostRule = "http://[::1]:8080".parse().expect("rule");
+        assert!(v6.matches("http", "[::1]", 8080));
+        assert_eq!(v6.to_string(), "http://[::1]:8080", "round-trips");
         assert!("ftp://x".parse::<HostRule>().is_err());
         assert!("https://".parse::<HostRule>().is_err());
     }

@@ -419,16 +419,14 @@ async fn run(
     };
     let mut store = Store::new(&runtime.engine, HostState::new(limits, policy, credentials));
     store.limiter(|state| &mut state.limiter);
-    if let Some(fuel) = limits.fuel.filter(|_| runtime.config.fuel) {
-        if let Err(err) = store.set_fuel(fuel) {
-            let log = store.data().log.finish();
-            return (
-                Err(FaultKind::Host {
-                    message: format!("setting fuel: {err:#}"),
-                }),
-                log,
-            );
-        }
+    if let Some(fuel) = limits.fuel.filter(|_| runtime.config.fuel)
+        && let Err(err) = store.set_fuel(fuel)
+    {
+        let log = store.data().log.finish();
+        let fault = FaultKind::Host {
+            message: format!("setting fuel: {err:#}"),
+        };
+        return (Err(fault), log);
     }
     // Yield to the async executor at every epoch tick, so a spinning guest
     // never starves other tasks, and trap once the deadline has passed.

@@ -130,7 +130,11 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 
 impl fmt::Display for HostRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.host)?;
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]", self.scheme, self.host)?;
+        } else {
+            write!(f, "{}://{}", self.scheme, self.host)?;
+        }
         match self.port {
             PortRule::Default => Ok(()),
             PortRule::Exact(port) => write!(f, ":{port}"),
