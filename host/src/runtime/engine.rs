@@ -47,7 +47,13 @@ pub fn build(config: &RuntimeConfig) -> wasmtime::Result<(Engine, Allocator)> {
                 "the pooling allocator could not reserve its address space; falling back to on-demand allocation, \
                  which instantiates more slowly (raise `ulimit -v` or lower max_instances to use pooling)"
             );
+            // Reserve only what a memory may grow to, with a small guard:
+            // explicit bounds checks instead of 4 GiB virtual reservations,
+            // so that instances fit in a constrained address space.
             wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            wasm.memory_reservation(config.max_memory_bytes as u64);
+            wasm.memory_guard_size(64 << 10);
+            wasm.memory_reservation_for_growth(0);
             Ok((Engine::new(&wasm)?, Allocator::OnDemand))
         }
     }
