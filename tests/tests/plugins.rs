@@ -424,6 +424,17 @@ fn bad_usage_exits_with_2_and_says_what_to_fix() {
         "{}",
         missing.stderr
     );
+
+    let params = json!({ "contacts": [{ "email": "a@example.com" }] });
+    let typo_account =
+        json!({ "id": "acc_typo", "app_name": "hubspot", "credentails": { "type": "none" } });
+    let typo = exec("crm_sync", &params, &typo_account);
+    assert_eq!(typo.code, 2, "{}", typo.stderr);
+    assert!(
+        typo.stderr.contains("unknown field `credentails`"),
+        "{}",
+        typo.stderr
+    );
 }
 
 #[test]

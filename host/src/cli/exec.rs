@@ -54,18 +54,12 @@ pub struct ExecArgs {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccountFile {
-    #[serde(flatten)]
-    info: AccountInfoFields,
-    #[serde(default)]
-    credentials: Credentials,
-}
-
-#[derive(Debug, Deserialize)]
-struct AccountInfoFields {
     id: String,
     app_name: String,
     #[serde(default)]
     metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    credentials: Credentials,
 }
 
 impl ExecArgs {
@@ -196,7 +190,7 @@ fn read_account(path: &Path) -> Result<(AccountInfo, Credentials), CliError> {
     file.credentials
         .check()
         .map_err(|err| CliError::Usage(format!("account file {}: {err}", path.display())))?;
-    let metadata = file.info.metadata.unwrap_or_else(|| serde_json::json!({}));
+    let metadata = file.metadata.unwrap_or_else(|| serde_json::json!({}));
     if !metadata.is_object() {
         return Err(CliError::Usage(format!(
             "account file {}: metadata must be a JSON object",
@@ -204,8 +198,8 @@ fn read_account(path: &Path) -> Result<(AccountInfo, Credentials), CliError> {
         )));
     }
     let info = AccountInfo {
-        id: file.info.id,
-        app_name: file.info.app_name,
+        id: file.id,
+        app_name: file.app_name,
         metadata,
     };
     Ok((info, file.credentials))
