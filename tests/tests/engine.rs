@@ -43,7 +43,7 @@ fn a_small_address_space_falls_back_to_on_demand_allocation() {
 }
 
 #[test]
-fn an_ample_address_space_uses_the_pool_without_warning() {
+fn an_ample_address_space_logs_no_fallback_warning() {
     let (code, _, stderr) = inspect_noop(None);
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("falling back"), "{stderr}");

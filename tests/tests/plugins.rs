@@ -25,6 +25,11 @@ fn bearer_account(app: &str, metadata: Value) -> Value {
     })
 }
 
+/// The first address of an address header, if any.
+fn first_address<'a>(header: Option<&'a mail_parser::Address<'a>>) -> Option<&'a str> {
+    header.and_then(|a| a.first()).and_then(|a| a.address())
+}
+
 fn assert_success(result: &ExecResult) {
     assert_eq!(
         result.code, 0,
@@ -92,18 +97,9 @@ fn send_email_over_smtp_delivers_a_proper_mime_message() {
         .filter_map(|a| a.address())
         .collect();
     assert_eq!(to, ["grace@example.org", "alan@example.org"]);
+    assert_eq!(first_address(parsed.cc()), Some("charles@example.org"));
     assert_eq!(
-        parsed
-            .cc()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address()),
-        Some("charles@example.org")
-    );
-    assert_eq!(
-        parsed
-            .reply_to()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address()),
+        first_address(parsed.reply_to()),
         Some("replies@example.com")
     );
     assert!(
@@ -206,10 +202,7 @@ fn send_email_through_gmail_posts_a_base64url_raw_message() {
     let parsed = MessageParser::default().parse(&raw).expect("message");
     assert_eq!(parsed.subject(), Some("Hi"));
     assert_eq!(
-        parsed
-            .bcc()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address()),
+        first_address(parsed.bcc()),
         Some("boss@example.org"),
         "gmail reads Bcc from the raw message"
     );

@@ -242,7 +242,9 @@ impl SinkState {
     }
 }
 
-/// Guest stdout or stderr, captured into the execution's log.
+/// Guest stdout or stderr, captured into the execution's log. The same value
+/// is the `StdoutStream` handed to WASI and, cloned, each stream it opens.
+#[derive(Clone)]
 pub struct GuestOutput {
     sink: LogSink,
     source: LogSource,
@@ -263,29 +265,18 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(GuestOutputWriter {
-            sink: self.sink.clone(),
-            source: self.source,
-        })
+        Box::new(self.clone())
     }
 
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(GuestOutputWriter {
-            sink: self.sink.clone(),
-            source: self.source,
-        })
+        Box::new(self.clone())
     }
-}
-
-struct GuestOutputWriter {
-    sink: LogSink,
-    source: LogSource,
 }
 
 /// How much a guest may write in one call; the sink caps the total anyway.
 const WRITE_PERMIT: usize = 64 * 1024;
 
-impl OutputStream for GuestOutputWriter {
+impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.sink.write_stream(self.source, &bytes);
         Ok(())
@@ -301,11 +292,11 @@ impl OutputStream for GuestOutputWriter {
 }
 
 #[wasmtime_wasi::async_trait]
-impl Pollable for GuestOutputWriter {
+impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-impl tokio::io::AsyncWrite for GuestOutputWriter {
+impl tokio::io::AsyncWrite for GuestOutput {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,

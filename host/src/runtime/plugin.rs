@@ -247,20 +247,11 @@ pub(super) async fn load(
         .unwrap_or_else(|| runtime.config.limits.clone());
     limits.memory_bytes = limits.memory_bytes.min(runtime.config.max_memory_bytes);
 
-    // `describe` runs with no network and no credentials.
     let describe_limits = Limits {
         deadline: limits.deadline.min(DESCRIBE_DEADLINE),
         ..limits.clone()
     };
-    let (reply, log) = run(
-        &runtime,
-        &pre,
-        &describe_limits,
-        Arc::from(Vec::new()),
-        Arc::new(Credentials::None),
-        Call::Describe,
-    )
-    .await;
+    let (reply, log) = run_isolated(&runtime, &pre, &describe_limits, Call::Describe).await;
     let wit_manifest = match reply {
         Ok(Reply::Describe(manifest)) => manifest,
         Ok(_) => unreachable!("describe returns a manifest"),
@@ -400,6 +391,25 @@ fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest
         action_types,
         outbound_hosts,
     })
+}
+
+/// A call with an empty allow-list and no credentials: `describe` and
+/// `validate` never need the network.
+async fn run_isolated(
+    runtime: &RuntimeInner,
+    pre: &ExecutorPre<HostState>,
+    limits: &Limits,
+    call: Call,
+) -> (Result<Reply, FaultKind>, ExecutionLog) {
+    run(
+        runtime,
+        pre,
+        limits,
+        Arc::from(Vec::new()),
+        Arc::new(Credentials::None),
+        call,
+    )
+    .await
 }
 
 /// Instantiates the plugin in a fresh store and makes one call.
@@ -588,15 +598,7 @@ impl Plugin {
             params: params.to_string(),
         };
         let inner = &self.inner;
-        let (reply, log) = run(
-            &inner.runtime,
-            &inner.pre,
-            &inner.limits,
-            Arc::from(Vec::new()),
-            Arc::new(Credentials::None),
-            call,
-        )
-        .await;
+        let (reply, log) = run_isolated(&inner.runtime, &inner.pre, &inner.limits, call).await;
         match reply {
             Ok(Reply::Validate(result)) => {
                 Ok(result.map_err(|errors| errors.into_iter().map(Into::into).collect()))
