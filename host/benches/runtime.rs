@@ -153,7 +153,7 @@ fn execute_noop(c: &mut Criterion) {
     let plugin = rt
         .block_on(runtime.load(bytes.clone().into(), PluginOptions::default()))
         .expect("load");
-    let credentials = Arc::new(Credentials::None);
+    let credentials = Arc::new(actionhost::runtime::Grant::from(Credentials::None));
     let raw = RawWasmtime::new(&bytes);
 
     let mut group = c.benchmark_group("execute_noop");

@@ -3,5 +3,12 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of the code.
 
+pub mod accounts;
+pub mod api;
 pub mod cli;
+pub mod executions;
+pub mod identity;
+pub mod registry;
 pub mod runtime;
+pub mod server;
+pub mod store;

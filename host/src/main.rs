@@ -6,7 +6,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = actionhost::cli::Cli::parse();
-    actionhost::cli::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -27,7 +27,7 @@ async fn assert_runs(plugin: &Plugin) {
         account: None,
     };
     let execution = plugin
-        .execute(request, Arc::new(Credentials::None))
+        .execute(request, Arc::new(Credentials::None.into()))
         .await
         .expect("runs");
     assert_eq!(

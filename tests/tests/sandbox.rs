@@ -48,7 +48,10 @@ impl Sandbox {
 
     async fn run(&self, action_type: &str, params: Value) -> Result<Execution, PluginFault> {
         self.hostile
-            .execute(request(action_type, params), Arc::new(Credentials::None))
+            .execute(
+                request(action_type, params),
+                Arc::new(Credentials::None.into()),
+            )
             .await
     }
 
@@ -68,7 +71,7 @@ impl Sandbox {
             .good
             .execute(
                 request("noop", json!({ "echo": "still here" })),
-                Arc::new(Credentials::None),
+                Arc::new(Credentials::None.into()),
             )
             .await
             .expect("the good plugin runs");

@@ -122,7 +122,7 @@ impl ExecArgs {
             attempt: 1,
             account,
         };
-        match plugin.execute(request, Arc::new(credentials)).await {
+        match plugin.execute(request, Arc::new(credentials.into())).await {
             Ok(execution) => {
                 print_log(&execution.log);
                 match execution.outcome {

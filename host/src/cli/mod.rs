@@ -1,10 +1,13 @@
-//! Command-line interface: `actionhost plugin …` and `actionhost exec`.
+//! Command-line interface: `actionhost serve`, `actionhost keys …`,
+//! `actionhost plugin …` and `actionhost exec`.
 //!
 //! Exit codes: 0 success, 1 the action (or command) failed, 2 bad usage
 //! (missing or malformed arguments, unreadable files, unknown action type).
 
 mod exec;
+mod keys;
 mod plugin;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +29,11 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Run one action end to end, without a server, and print its result as JSON.
     Exec(exec::ExecArgs),
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Manage API keys offline.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// A failure of a command, with the exit code it maps to.
@@ -40,9 +48,14 @@ pub enum CliError {
 impl Cli {
     /// Runs the command and returns the process exit code.
     pub async fn run(self) -> ExitCode {
+        if !matches!(self.command, Command::Serve(_)) {
+            init_tracing();
+        }
         let result = match self.command {
             Command::Plugin(command) => command.run().await,
             Command::Exec(args) => args.run().await,
+            Command::Serve(args) => args.run().await,
+            Command::Keys(command) => command.run().await,
         };
         match result {
             Ok(code) => code,

@@ -6,8 +6,62 @@
 //! not `Serialize`, so a secret cannot end up in a response or a log line by
 //! accident.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use super::types::HostRule;
+
+/// A future returning a token, for the object-safe [`TokenSource`].
+pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<SecretString, String>> + Send + 'a>>;
+
+/// An OAuth2 access token that the host can refresh while an execution runs.
+///
+/// The runtime asks for [`TokenSource::current`] before each request and,
+/// when the provider answers 401, for [`TokenSource::refresh`] with the token
+/// it rejected; it then replays the request once with the new token (a 401
+/// means the request was not processed). Implementations share one refresh
+/// among concurrent executions of the same account.
+pub trait TokenSource: Send + Sync {
+    /// The token to send now.
+    fn current(&self) -> TokenFuture<'_>;
+    /// A new token, replacing `rejected`; `Err` says why none can be had.
+    fn refresh<'a>(&'a self, rejected: &'a SecretString) -> TokenFuture<'a>;
+}
+
+/// What an execution may use: credentials, and the outbound hosts that
+/// receive them (empty: every host the plugin may reach).
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    /// The credentials.
+    pub credentials: Credentials,
+    /// The hosts that get them; a request elsewhere goes out without them.
+    pub hosts: Vec<HostRule>,
+}
+
+impl From<Credentials> for Grant {
+    fn from(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            hosts: Vec::new(),
+        }
+    }
+}
+
+impl Grant {
+    /// Whether a request to this destination carries the credentials.
+    pub fn covers(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.hosts.is_empty()
+            || self
+                .hosts
+                .iter()
+                .any(|rule| rule.matches(scheme, host, port))
+    }
+}
 
 /// How to authenticate to the provider.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,6 +96,15 @@ pub enum Credentials {
     },
     /// An SMTP server and its login, for the `smtp` host interface.
     Smtp(SmtpServer),
+    /// An OAuth2 bearer token the host refreshes; not readable from a file.
+    #[serde(skip)]
+    OAuth2(Arc<dyn TokenSource>),
+}
+
+impl fmt::Debug for dyn TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSource([REDACTED])")
+    }
 }
 
 /// How to reach the account's SMTP server.
@@ -64,7 +127,7 @@ pub struct SmtpServer {
 }
 
 /// Transport security towards an SMTP server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTls {
     /// Upgrade with STARTTLS, and refuse to go on without it.

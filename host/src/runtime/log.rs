@@ -8,12 +8,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Very detailed tracing.
@@ -29,7 +29,7 @@ pub enum LogLevel {
 }
 
 /// Where a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogSource {
     /// The `log` interface.
@@ -43,7 +43,7 @@ pub enum LogSource {
 }
 
 /// One line of an execution's log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogLine {
     /// Milliseconds since the execution started.
     pub at_ms: u64,
@@ -56,12 +56,35 @@ pub struct LogLine {
 }
 
 /// A finished execution's log.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExecutionLog {
     /// The lines kept, oldest first.
     pub lines: Vec<LogLine>,
     /// Bytes dropped because the log reached its cap.
     pub truncated_bytes: u64,
+    /// The outbound HTTP requests, oldest first (at most [`MAX_CALLS`]).
+    #[serde(default)]
+    pub outbound: Vec<OutboundCall>,
+}
+
+/// Most outbound requests kept in one execution's trace.
+pub const MAX_CALLS: usize = 1000;
+
+/// One outbound HTTP request, as traced: never a header, a query or a body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundCall {
+    /// Method.
+    pub method: String,
+    /// Host name or address.
+    pub host: String,
+    /// Path, without the query.
+    pub path: String,
+    /// Response status; none when no response came.
+    pub status: Option<u16>,
+    /// Milliseconds from the start of the request to the response head.
+    pub duration_ms: u64,
+    /// Whether the request reached the provider (it may have been processed).
+    pub sent: bool,
 }
 
 impl ExecutionLog {
@@ -162,6 +185,14 @@ impl LogSink {
     /// Appends one line.
     pub fn push(&self, level: LogLevel, source: LogSource, message: &str) {
         self.state().push(level, source, message);
+    }
+
+    /// Notes an outbound request in the trace.
+    pub fn record_call(&self, call: OutboundCall) {
+        let mut state = self.state();
+        if state.log.outbound.len() < MAX_CALLS {
+            state.log.outbound.push(call);
+        }
     }
 
     /// Appends raw bytes from guest stdout or stderr, split into lines.

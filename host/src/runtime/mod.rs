@@ -34,7 +34,7 @@
 //!     idempotency_key: "act_1".into(),
 //!     account: None,
 //! };
-//! match plugin.execute(request, Arc::new(Credentials::None)).await {
+//! match plugin.execute(request, Arc::new(Credentials::None.into())).await {
 //!     Ok(execution) => println!("plugin said {:?}", execution.outcome),
 //!     Err(fault) => println!("plugin faulted: {fault}"),
 //! }
@@ -60,10 +60,10 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::CacheOutcome;
-pub use credentials::{Credentials, SmtpServer, SmtpTls};
+pub use credentials::{Credentials, Grant, SmtpServer, SmtpTls, TokenFuture, TokenSource};
 pub use engine::Allocator;
-pub use log::{ExecutionLog, LogLevel, LogLine, LogSource};
-pub use outbound::is_public;
+pub use log::{ExecutionLog, LogLevel, LogLine, LogSource, OutboundCall};
+pub use outbound::{FetchError, fetch, is_public};
 pub use plugin::{Execution, FaultKind, LoadError, Plugin, PluginFault};
 pub use types::{
     AccountInfo, ActionTypeInfo, AuthScheme, ExecuteError, ExecuteRequest, FieldError, HostRule,

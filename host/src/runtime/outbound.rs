@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::credentials::Credentials;
-use super::log::{LogLevel, LogSink, LogSource};
+use super::credentials::{Credentials, Grant, TokenSource};
+use super::log::{LogLevel, LogSink, LogSource, OutboundCall};
 use super::types::{HostRule, default_port};
 
 /// The network policy of one execution.
@@ -43,39 +43,33 @@ pub struct OutboundPolicy {
     pub max_requests: u32,
     /// Timeout for DNS plus connect (and TLS), unless the guest asks for less.
     pub connect_timeout: Duration,
+    /// Largest request body a plugin may send.
+    pub max_body_bytes: usize,
 }
 
 /// The `wasi:http` hooks of one execution's store.
 pub struct OutboundHooks {
     policy: OutboundPolicy,
-    credentials: Arc<Credentials>,
+    grant: Arc<Grant>,
     log: LogSink,
     sent: u32,
 }
 
 impl OutboundHooks {
-    /// Hooks enforcing `policy`, injecting `credentials`, noting in `log`.
-    pub fn new(policy: OutboundPolicy, credentials: Arc<Credentials>, log: LogSink) -> Self {
+    /// Hooks enforcing `policy`, injecting the `grant`'s credentials, noting in `log`.
+    pub fn new(policy: OutboundPolicy, grant: Arc<Grant>, log: LogSink) -> Self {
         Self {
             policy,
-            credentials,
+            grant,
             log,
             sent: 0,
         }
     }
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
+type Worker = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type ResponseFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, Worker), HttpError>> + Send>;
 
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
@@ -87,7 +81,7 @@ impl WasiHttpHooks for OutboundHooks {
         self.sent += 1;
         let over_budget = self.sent > self.policy.max_requests;
         let policy = self.policy.clone();
-        let credentials = self.credentials.clone();
+        let grant = self.grant.clone();
         let log = self.log.clone();
         Box::new(async move {
             if over_budget {
@@ -101,7 +95,7 @@ impl WasiHttpHooks for OutboundHooks {
                 );
                 return Err(HttpError::ConnectionLimitReached);
             }
-            send(request, options, &policy, &credentials, &log).await
+            send(request, options, &policy, &grant, &log).await
         })
     }
 }
@@ -142,22 +136,23 @@ impl std::fmt::Display for Destination {
     }
 }
 
+/// Everything needed to deliver one request to one checked address.
+struct Route<'a> {
+    destination: Destination,
+    address: SocketAddr,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+    log: &'a LogSink,
+}
+
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     policy: &OutboundPolicy,
-    credentials: &Credentials,
+    grant: &Grant,
     log: &LogSink,
-) -> Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ),
-    HttpError,
-> {
+) -> Result<(http::Response<WasiBody>, Worker), HttpError> {
     let destination = Destination::of(request.uri())?;
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
     if !policy
         .rules
         .iter()
@@ -183,7 +178,9 @@ async fn send(
         .and_then(|o| o.connect_timeout)
         .unwrap_or(policy.connect_timeout)
         .min(policy.connect_timeout);
-    let started = Instant::now();
+    let first_byte_timeout = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(Duration::from_secs(600));
     let address = resolve(
         &destination,
         policy.allow_private_network,
@@ -191,10 +188,130 @@ async fn send(
         log,
     )
     .await?;
+    let covered = grant.covers(&destination.scheme, &destination.host, destination.port);
+    let route = Route {
+        destination,
+        address,
+        connect_timeout,
+        first_byte_timeout,
+        log,
+    };
+    let max_body = policy.max_body_bytes;
+    let credentials = match &grant.credentials {
+        Credentials::OAuth2(source) if covered => {
+            return send_refreshable(request, source.as_ref(), &route, max_body).await;
+        }
+        credentials if covered => credentials,
+        _ => &Credentials::None,
+    };
     inject(&mut request, credentials)?;
     strip_to_origin_form(&mut request);
+    let request = request.map(|body| {
+        http_body_util::Limited::new(body, max_body)
+            .map_err(move |_| HttpError::HttpRequestBodySize(Some(max_body as u64)))
+            .boxed_unsync()
+    });
+    deliver(request, &route).await
+}
 
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(address)).await {
+/// Sends a request with an OAuth2 token; on a 401, refreshes the token and
+/// replays the request once, so its body is buffered first.
+async fn send_refreshable(
+    request: http::Request<WasiBody>,
+    source: &dyn TokenSource,
+    route: &Route<'_>,
+    max_body: usize,
+) -> Result<(http::Response<WasiBody>, Worker), HttpError> {
+    let (parts, body) = request.into_parts();
+    let body = match http_body_util::Limited::new(body, max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(HttpError::HttpRequestBodySize(Some(max_body as u64))),
+    };
+    let build = |token: &SecretString| -> Result<http::Request<WasiBody>, HttpError> {
+        let mut request = http::Request::new(
+            http_body_util::Full::new(body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
+        inject(
+            &mut request,
+            &Credentials::Bearer {
+                token: token.clone(),
+            },
+        )?;
+        strip_to_origin_form(&mut request);
+        Ok(request)
+    };
+    let token = source.current().await.map_err(|reason| {
+        route.log.push(
+            LogLevel::Error,
+            LogSource::Host,
+            &format!("no access token for the account: {reason}"),
+        );
+        HttpError::ConfigurationError
+    })?;
+    let (response, worker) = deliver(build(&token)?, route).await?;
+    if response.status() != http::StatusCode::UNAUTHORIZED {
+        return Ok((response, worker));
+    }
+    drop(response);
+    route.log.push(
+        LogLevel::Info,
+        LogSource::Host,
+        "the provider answered 401: refreshing the account's token and replaying the request once",
+    );
+    match source.refresh(&token).await {
+        Ok(fresh) => deliver(build(&fresh)?, route).await,
+        Err(reason) => {
+            route.log.push(
+                LogLevel::Warn,
+                LogSource::Host,
+                &format!("token refresh failed: {reason}"),
+            );
+            let response = http::Response::builder()
+                .status(http::StatusCode::UNAUTHORIZED)
+                .body(
+                    http_body_util::Empty::new()
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .map_err(|_| HttpError::InternalError(None))?;
+            Ok((response, Box::new(async { Ok(()) })))
+        }
+    }
+}
+
+/// Connects to the checked address and sends the request.
+async fn deliver(
+    request: http::Request<WasiBody>,
+    route: &Route<'_>,
+) -> Result<(http::Response<WasiBody>, Worker), HttpError> {
+    let Route {
+        destination,
+        address,
+        connect_timeout,
+        first_byte_timeout,
+        log,
+    } = route;
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let record = |status: Option<u16>, sent: bool| {
+        log.record_call(OutboundCall {
+            method: method.to_string(),
+            host: destination.host.clone(),
+            path: path.clone(),
+            status,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            sent,
+        });
+    };
+
+    let stream = match tokio::time::timeout(*connect_timeout, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
             log.push(
@@ -202,31 +319,47 @@ async fn send(
                 LogSource::Host,
                 &format!("{method} {destination}{path}: connect failed: {err}"),
             );
+            record(None, false);
             return Err(HttpError::ConnectionRefused);
         }
-        Err(_) => return Err(HttpError::ConnectionTimeout),
+        Err(_) => {
+            record(None, false);
+            return Err(HttpError::ConnectionTimeout);
+        }
     };
     let _ = stream.set_nodelay(true);
     let io: Box<dyn Stream> = if destination.scheme == "https" {
-        Box::new(tls_connect(stream, &destination.host, connect_timeout).await?)
+        match tls_connect(stream, &destination.host, *connect_timeout).await {
+            Ok(stream) => Box::new(stream),
+            Err(err) => {
+                record(None, false);
+                return Err(err);
+            }
+        }
     } else {
         Box::new(stream)
     };
 
-    let (mut sender, connection) = tokio::time::timeout(
-        connect_timeout,
+    let handshake = tokio::time::timeout(
+        *connect_timeout,
         hyper::client::conn::http1::handshake(TokioIo::new(io)),
     )
-    .await
-    .map_err(|_| HttpError::ConnectionTimeout)?
-    .map_err(HttpError::from)?;
+    .await;
+    let (mut sender, connection) = match handshake {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(err)) => {
+            record(None, false);
+            return Err(HttpError::from(err));
+        }
+        Err(_) => {
+            record(None, false);
+            return Err(HttpError::ConnectionTimeout);
+        }
+    };
     let connection = tokio::spawn(connection);
 
-    let first_byte_timeout = options
-        .and_then(|o| o.first_byte_timeout)
-        .unwrap_or(Duration::from_secs(600));
     let response =
-        match tokio::time::timeout(first_byte_timeout, sender.send_request(request)).await {
+        match tokio::time::timeout(*first_byte_timeout, sender.send_request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 log.push(
@@ -234,6 +367,7 @@ async fn send(
                     LogSource::Host,
                     &format!("{method} {destination}{path}: {err}"),
                 );
+                record(None, true);
                 return Err(HttpError::from(err));
             }
             Err(_) => {
@@ -242,6 +376,7 @@ async fn send(
                     LogSource::Host,
                     &format!("{method} {destination}{path}: no response in time"),
                 );
+                record(None, true);
                 return Err(HttpError::HttpResponseTimeout);
             }
         };
@@ -254,8 +389,9 @@ async fn send(
             started.elapsed().as_millis()
         ),
     );
+    record(Some(response.status().as_u16()), true);
     let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
-    let worker: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
+    let worker: Worker = Box::new(async move {
         match connection.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(HttpError::from(err)),
@@ -263,6 +399,78 @@ async fn send(
         }
     });
     Ok((response, worker))
+}
+
+/// Why a host-side [`fetch`] failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(String);
+
+/// A request the host itself makes (an OAuth2 token endpoint): HTTP or HTTPS
+/// with the webpki roots, the whole exchange within `timeout`, the response
+/// body capped at 1 MiB. Not for plugins: they go through the allow-list.
+pub async fn fetch(
+    request: http::Request<Vec<u8>>,
+    timeout: Duration,
+) -> Result<http::Response<Vec<u8>>, FetchError> {
+    tokio::time::timeout(timeout, fetch_inner(request))
+        .await
+        .map_err(|_| FetchError(format!("no answer within {} ms", timeout.as_millis())))?
+}
+
+async fn fetch_inner(
+    request: http::Request<Vec<u8>>,
+) -> Result<http::Response<Vec<u8>>, FetchError> {
+    let destination = Destination::of(request.uri())
+        .map_err(|_| FetchError(format!("invalid url {}", request.uri())))?;
+    let stream = TcpStream::connect((destination.host.as_str(), destination.port))
+        .await
+        .map_err(|err| FetchError(format!("cannot connect to {destination}: {err}")))?;
+    let io: Box<dyn Stream> = if destination.scheme == "https" {
+        Box::new(
+            tls_connect(stream, &destination.host, Duration::from_secs(30))
+                .await
+                .map_err(|err| FetchError(format!("tls with {destination} failed: {err}")))?,
+        )
+    } else {
+        Box::new(stream)
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|err| FetchError(format!("http with {destination} failed: {err}")))?;
+    tokio::spawn(connection);
+    let (mut parts, body) = request.into_parts();
+    if !parts.headers.contains_key(http::header::HOST) {
+        let host = match destination.port {
+            80 | 443 => destination.host.clone(),
+            port => format!("{}:{port}", destination.host),
+        };
+        if let Ok(value) = HeaderValue::try_from(host) {
+            parts.headers.insert(http::header::HOST, value);
+        }
+    }
+    let mut request =
+        http::Request::from_parts(parts, http_body_util::Full::new(bytes::Bytes::from(body)));
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Ok(uri) = path_and_query.parse() {
+        *request.uri_mut() = uri;
+    }
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| FetchError(format!("request to {destination} failed: {err}")))?;
+    let (parts, body) = response.into_parts();
+    let body = http_body_util::Limited::new(body, 1 << 20)
+        .collect()
+        .await
+        .map_err(|err| FetchError(format!("reading the answer of {destination}: {err}")))?
+        .to_bytes()
+        .to_vec();
+    Ok(http::Response::from_parts(parts, body))
 }
 
 /// Resolves the destination and returns the first address the policy allows.
@@ -357,7 +565,7 @@ fn inject(
         Ok(value)
     };
     match credentials {
-        Credentials::None | Credentials::Smtp(_) => {}
+        Credentials::None | Credentials::Smtp(_) | Credentials::OAuth2(_) => {}
         Credentials::Bearer { token } => {
             let value = sensitive(format!("Bearer {}", token.expose_secret()))?;
             request.headers_mut().insert(AUTHORIZATION, value);

@@ -10,7 +10,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::v0_1_0::{self, ExecutorPre};
 use super::cache::CacheOutcome;
-use super::credentials::Credentials;
+use super::credentials::{Credentials, Grant};
 use super::engine::EPOCH_TICK;
 use super::log::ExecutionLog;
 use super::outbound::OutboundPolicy;
@@ -406,7 +406,7 @@ async fn run_isolated(
         pre,
         limits,
         Arc::from(Vec::new()),
-        Arc::new(Credentials::None),
+        Arc::new(Grant::from(Credentials::None)),
         call,
     )
     .await
@@ -418,7 +418,7 @@ async fn run(
     pre: &ExecutorPre<HostState>,
     limits: &Limits,
     rules: Arc<[HostRule]>,
-    credentials: Arc<Credentials>,
+    grant: Arc<Grant>,
     call: Call,
 ) -> (Result<Reply, FaultKind>, ExecutionLog) {
     let policy = OutboundPolicy {
@@ -426,8 +426,9 @@ async fn run(
         allow_private_network: runtime.config.allow_private_network,
         max_requests: limits.max_outbound_requests,
         connect_timeout: limits.connect_timeout,
+        max_body_bytes: limits.max_outbound_body_bytes,
     };
-    let mut store = Store::new(&runtime.engine, HostState::new(limits, policy, credentials));
+    let mut store = Store::new(&runtime.engine, HostState::new(limits, policy, grant));
     store.limiter(|state| &mut state.limiter);
     if let Some(fuel) = limits.fuel.filter(|_| runtime.config.fuel)
         && let Err(err) = store.set_fuel(fuel)
@@ -612,7 +613,7 @@ impl Plugin {
     pub async fn execute(
         &self,
         request: ExecuteRequest,
-        credentials: Arc<Credentials>,
+        grant: Arc<Grant>,
     ) -> Result<Execution, PluginFault> {
         let started = Instant::now();
         let inner = &self.inner;
@@ -639,7 +640,7 @@ impl Plugin {
             &inner.pre,
             &inner.limits,
             inner.rules.clone(),
-            credentials,
+            grant,
             call,
         )
         .await;

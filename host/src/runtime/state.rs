@@ -10,7 +10,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Limits;
 use super::bindings::v0_1_0::actionhost::executor::{log as wit_log, smtp as wit_smtp};
-use super::credentials::Credentials;
+use super::credentials::Grant;
 use super::log::{GuestOutput, LogLevel, LogSink, LogSource};
 use super::outbound::{OutboundHooks, OutboundPolicy};
 use super::smtp::{RelayError, SmtpRelay};
@@ -27,11 +27,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub(super) fn new(
-        limits: &Limits,
-        policy: OutboundPolicy,
-        credentials: Arc<Credentials>,
-    ) -> Self {
+    pub(super) fn new(limits: &Limits, policy: OutboundPolicy, grant: Arc<Grant>) -> Self {
         let log = LogSink::new(limits.max_log_bytes);
         // No environment, arguments, preopened directories or sockets: the
         // guest gets clocks, random numbers, and stdio captured into the log.
@@ -43,7 +39,7 @@ impl HostState {
             .allow_ip_name_lookup(false)
             .build();
         let smtp = SmtpRelay {
-            server: credentials.smtp().cloned(),
+            server: grant.credentials.smtp().cloned(),
             allow_private_network: policy.allow_private_network,
             max_message_bytes: limits.max_outbound_body_bytes,
             timeout: limits.connect_timeout,
@@ -53,7 +49,7 @@ impl HostState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHooks::new(policy, credentials, log.clone()),
+            hooks: OutboundHooks::new(policy, grant, log.clone()),
             limiter: Limiter::new(limits),
             log,
             smtp,

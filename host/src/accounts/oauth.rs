@@ -1,0 +1,128 @@
+//! The OAuth2 authorization-code flow with PKCE, and token refresh, through
+//! the `oauth2` crate over the host's own HTTP client.
+
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    TokenResponse, TokenUrl,
+};
+
+use crate::runtime::{FetchError, fetch};
+
+/// What a provider's token endpoint gave.
+pub struct Tokens {
+    /// The access token.
+    pub access_token: String,
+    /// A refresh token, when the provider issued one.
+    pub refresh_token: Option<String>,
+    /// Lifetime of the access token.
+    pub expires_in: Option<Duration>,
+}
+
+/// The settings of an OAuth2 client.
+pub struct ClientSettings<'a> {
+    /// Client id.
+    pub client_id: &'a str,
+    /// Client secret.
+    pub client_secret: &'a str,
+    /// The provider's authorization URL.
+    pub authorize_url: &'a str,
+    /// The provider's token URL.
+    pub token_url: &'a str,
+    /// Our callback URL.
+    pub redirect_url: &'a str,
+}
+
+async fn send(request: HttpRequest) -> Result<HttpResponse, FetchError> {
+    fetch(request, Duration::from_secs(30)).await
+}
+
+fn describe<E: std::error::Error>(
+    err: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+) -> String {
+    match err {
+        RequestTokenError::ServerResponse(response) => match response.error_description() {
+            Some(description) => format!("{}: {description}", response.error()),
+            None => response.error().to_string(),
+        },
+        RequestTokenError::Request(err) => format!("token endpoint unreachable: {err}"),
+        RequestTokenError::Parse(err, _) => {
+            format!("token endpoint answered something else than a token: {err}")
+        }
+        RequestTokenError::Other(message) => message,
+    }
+}
+
+macro_rules! client {
+    ($settings:expr) => {{
+        let settings = $settings;
+        let auth_url = AuthUrl::new(settings.authorize_url.to_owned())
+            .map_err(|err| format!("authorize_url: {err}"))?;
+        let token_url = TokenUrl::new(settings.token_url.to_owned())
+            .map_err(|err| format!("token_url: {err}"))?;
+        let redirect = RedirectUrl::new(settings.redirect_url.to_owned())
+            .map_err(|err| format!("redirect url: {err}"))?;
+        BasicClient::new(ClientId::new(settings.client_id.to_owned()))
+            .set_client_secret(ClientSecret::new(settings.client_secret.to_owned()))
+            .set_auth_uri(auth_url)
+            .set_token_uri(token_url)
+            .set_redirect_uri(redirect)
+    }};
+}
+
+/// The URL to send the user to, the CSRF state, and the PKCE verifier.
+pub fn authorize_url(
+    settings: &ClientSettings<'_>,
+    scopes: &[String],
+) -> Result<(String, String, String), String> {
+    let client = client!(settings);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes.iter().cloned().map(oauth2::Scope::new))
+        .set_pkce_challenge(challenge)
+        .url();
+    Ok((
+        url.to_string(),
+        state.secret().clone(),
+        verifier.secret().clone(),
+    ))
+}
+
+fn tokens(response: &oauth2::basic::BasicTokenResponse) -> Tokens {
+    Tokens {
+        access_token: response.access_token().secret().clone(),
+        refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+        expires_in: response.expires_in(),
+    }
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub async fn exchange_code(
+    settings: &ClientSettings<'_>,
+    code: &str,
+    verifier: &str,
+) -> Result<Tokens, String> {
+    let client = client!(settings);
+    let response = client
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+        .request_async(&send)
+        .await
+        .map_err(describe)?;
+    Ok(tokens(&response))
+}
+
+/// Trades a refresh token for a new access token.
+pub async fn refresh(settings: &ClientSettings<'_>, refresh_token: &str) -> Result<Tokens, String> {
+    let client = client!(settings);
+    let response = client
+        .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
+        .request_async(&send)
+        .await
+        .map_err(describe)?;
+    Ok(tokens(&response))
+}

@@ -1,0 +1,301 @@
+//! The Composio-compatible surface: execute an action, read its schema, list apps.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, ApiJson, AppState, Caller};
+use crate::accounts::{InlineAuth, Lookup};
+use crate::executions::{ExecuteCommand, ExecutionStatus};
+use crate::identity::Scope;
+use crate::runtime::AuthScheme;
+
+/// `ActionExecutionReqDTO`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"entityId": "user-42", "input": {"contacts": [{"email": "ada@example.com", "firstname": "Ada"}]}, "allowTracing": true}))]
+pub struct ExecuteBody {
+    /// The connected account (a UUID) to run as.
+    #[serde(default)]
+    connected_account_id: Option<String>,
+    /// The app the action belongs to (checked when given).
+    #[serde(default)]
+    app_name: Option<String>,
+    /// The end user whose account is picked when it is the only active one of the app.
+    #[serde(default)]
+    entity_id: Option<String>,
+    /// The action's params, per `GET /api/v2/actions/{action}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    input: Option<serde_json::Value>,
+    /// Echoed back in the response (and stored with the execution).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    session_info: Option<serde_json::Value>,
+    /// Credentials for this one execution; never stored.
+    #[serde(default)]
+    auth_config: Option<InlineAuth>,
+    /// A use-case description for a language model to derive `input` from;
+    /// this release has no language model configured.
+    #[serde(default)]
+    text: Option<String>,
+    /// Context for the language model (see `text`).
+    #[serde(default)]
+    custom_description: Option<String>,
+    /// System prompt for the language model (see `text`).
+    #[serde(default)]
+    system_prompt: Option<String>,
+    /// The plugin version to run (`latest` or the loaded one).
+    #[serde(default)]
+    version: Option<String>,
+    /// Client-side trace entries, stored with the execution's session info.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    trace_logs: Option<Vec<serde_json::Value>>,
+    /// Keep and return the outbound request log (method, host, path, status, duration).
+    #[serde(default)]
+    allow_tracing: bool,
+}
+
+/// `ActionExecutionResDto`, plus the error's code and `retryable`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecuteResponse {
+    /// The plugin's output (`{}` on failure).
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+    /// Whether the action succeeded.
+    successful: bool,
+    /// Deprecated spelling of `successful`, same value.
+    successfull: bool,
+    /// The error message, when it failed.
+    error: Option<String>,
+    /// The error's code: `unauthorized`, `rate_limited`, `transient`, `permanent`, `invalid_input`, `plugin_fault`.
+    error_code: Option<String>,
+    /// Whether trying again later may succeed.
+    retryable: bool,
+    /// For `rate_limited`: how long the provider asked to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    /// The execution record (`GET /v1/executions/{logId}`).
+    log_id: String,
+    /// The request's session info, echoed.
+    #[schema(value_type = Option<Object>)]
+    session_info: Option<serde_json::Value>,
+    /// With `allowTracing`: the outbound requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    trace: Option<Vec<crate::runtime::OutboundCall>>,
+}
+
+/// Executes an action synchronously through the resolved connected account.
+#[utoipa::path(
+    post,
+    path = "/api/v2/actions/{action}/execute",
+    tag = "execute",
+    params(("action" = String, Path, description = "The action type, such as `send_email`")),
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, body = ExecuteResponse, description = "The action ran; `successful` says how it went"),
+        (status = 404, body = super::ErrorBody, description = "Unknown action"),
+        (status = 422, body = super::ErrorBody, description = "Invalid params, or no usable account"),
+    ),
+    security(("bearer" = ["actions:execute"]), ("api_key" = ["actions:execute"]))
+)]
+pub async fn actions_execute(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(action): Path<String>,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> Result<axum::Json<ExecuteResponse>, ApiError> {
+    caller.require(Scope::ActionsExecute)?;
+    let params = match (body.input, &body.text) {
+        (Some(input), _) if input.is_object() => input,
+        (Some(_), _) => {
+            return Err(ApiError::invalid(
+                "input must be a JSON object of the action's params",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "`text` needs a language model to derive the input, and this server has none configured; send `input` with the params instead",
+            ));
+        }
+        (None, None) => serde_json::json!({}),
+    };
+    let _ = (&body.custom_description, &body.system_prompt);
+    let session_info = match (body.session_info, body.trace_logs) {
+        (info, None) => info,
+        (info, Some(logs)) => {
+            let mut info = info.unwrap_or_else(|| serde_json::json!({}));
+            if let Some(map) = info.as_object_mut() {
+                map.insert("traceLogs".into(), logs.into());
+            }
+            Some(info)
+        }
+    };
+    let record = state
+        .pipeline
+        .execute(ExecuteCommand {
+            tenant_id: caller.tenant().to_owned(),
+            performed_by: caller.0.user.id.clone(),
+            key_id: caller.0.key.id.clone(),
+            action_type: action,
+            version: body.version,
+            app_name: body.app_name,
+            params,
+            lookup: Lookup {
+                connected_account_id: body.connected_account_id,
+                entity_id: body.entity_id,
+                identity_id: None,
+            },
+            inline_auth: body.auth_config,
+            trace: body.allow_tracing,
+            session_info,
+        })
+        .await?;
+    let successful = record.status == ExecutionStatus::Succeeded;
+    Ok(axum::Json(ExecuteResponse {
+        data: record.output.unwrap_or_else(|| serde_json::json!({})),
+        successful,
+        successfull: successful,
+        error: record.error.as_ref().map(|e| e.message.clone()),
+        error_code: record.error.as_ref().map(|e| e.code.clone()),
+        retryable: record.error.as_ref().is_some_and(|e| e.retryable),
+        retry_after_ms: record.error.as_ref().and_then(|e| e.retry_after_ms),
+        log_id: record.id,
+        session_info: record.session_info,
+        trace: record.trace,
+    }))
+}
+
+/// An action type and its schemas.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionView {
+    /// The action type.
+    name: String,
+    display_name: String,
+    description: String,
+    /// The app (plugin) providing it.
+    app_name: String,
+    /// The plugin's version.
+    version: String,
+    /// JSON Schema of `input`.
+    #[schema(value_type = Object)]
+    parameters: serde_json::Value,
+    /// JSON Schema of `data`, when documented.
+    #[schema(value_type = Option<Object>)]
+    response: Option<serde_json::Value>,
+    #[schema(value_type = Vec<String>)]
+    auth_schemes: Vec<AuthScheme>,
+    idempotent: bool,
+    requires_approval: bool,
+}
+
+/// An action type's JSON Schema.
+#[utoipa::path(
+    get,
+    path = "/api/v2/actions/{action}",
+    tag = "execute",
+    params(("action" = String, Path, description = "The action type")),
+    responses((status = 200, body = ActionView), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = ["plugins:read"]), ("api_key" = ["plugins:read"]))
+)]
+pub async fn actions_get(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(action): Path<String>,
+) -> Result<axum::Json<ActionView>, ApiError> {
+    caller.require(Scope::PluginsRead)?;
+    let registry = state.pipeline.registry();
+    let plugin = registry.plugin_for(&action).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "unknown action type {action:?}; known action types: {}",
+                registry.action_types().join(", ")
+            ),
+        )
+    })?;
+    let manifest = plugin.manifest();
+    let info = manifest
+        .action_type(&action)
+        .ok_or_else(|| ApiError::not_found("action type", &action))?;
+    Ok(axum::Json(ActionView {
+        name: info.name.clone(),
+        display_name: info.title.clone(),
+        description: info.description.clone(),
+        app_name: manifest.name.clone(),
+        version: manifest.version.clone(),
+        parameters: info.params_schema.clone(),
+        response: info.output_schema.clone(),
+        auth_schemes: info.auth_schemes.clone(),
+        idempotent: info.idempotent,
+        requires_approval: info.requires_approval,
+    }))
+}
+
+/// An app: a loaded plugin.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppView {
+    /// The app name (plugin name).
+    name: String,
+    /// Same as `name` (Composio's field).
+    key: String,
+    version: String,
+    description: String,
+    /// Its action types.
+    actions: Vec<String>,
+    /// Where it may send requests.
+    outbound_hosts: Vec<String>,
+}
+
+/// The apps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppList {
+    items: Vec<AppView>,
+}
+
+/// The loaded plugins as apps, with their actions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    tag = "execute",
+    responses((status = 200, body = AppList)),
+    security(("bearer" = ["plugins:read"]), ("api_key" = ["plugins:read"]))
+)]
+pub async fn apps_list(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<axum::Json<AppList>, ApiError> {
+    caller.require(Scope::PluginsRead)?;
+    let items = state
+        .pipeline
+        .registry()
+        .plugins()
+        .iter()
+        .map(|plugin| {
+            let manifest = plugin.manifest();
+            AppView {
+                name: manifest.name.clone(),
+                key: manifest.name.clone(),
+                version: manifest.version.clone(),
+                description: manifest.description.clone(),
+                actions: manifest
+                    .action_types
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect(),
+                outbound_hosts: manifest
+                    .outbound_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(axum::Json(AppList { items }))
+}

@@ -1,0 +1,99 @@
+//! `GET /v1/executions/{id}`: the record of one execution.
+
+use axum::extract::{Path, State};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{ApiError, AppState, Caller};
+use crate::executions::{ErrorInfo, ExecutionRecord, ExecutionStatus};
+use crate::identity::Scope;
+
+/// An execution record, with Flowdash's `status` (`Success` / `Fail`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionView {
+    /// `exe_…` (Composio's `logId`).
+    id: String,
+    /// `Success` or `Fail`.
+    status: &'static str,
+    /// The failure, as a one-element list (Flowdash's shape).
+    errors: Vec<ErrorInfo>,
+    action_type: String,
+    plugin: String,
+    plugin_version: String,
+    #[schema(value_type = Object)]
+    params: serde_json::Value,
+    account_id: Option<String>,
+    inline_credentials: bool,
+    attempt: u32,
+    outcome: ExecutionStatus,
+    #[schema(value_type = Option<Object>)]
+    output: Option<serde_json::Value>,
+    /// The captured plugin log.
+    #[schema(value_type = Vec<Object>)]
+    log: Vec<crate::runtime::LogLine>,
+    log_truncated_bytes: u64,
+    /// Outbound requests, when tracing was asked for.
+    #[schema(value_type = Option<Vec<Object>>)]
+    trace: Option<Vec<crate::runtime::OutboundCall>>,
+    /// The user on whose authority it ran.
+    performed_by: String,
+    key_id: String,
+    #[schema(value_type = Option<Object>)]
+    session_info: Option<serde_json::Value>,
+    started_at: String,
+    finished_at: String,
+    duration_ms: u64,
+}
+
+impl From<ExecutionRecord> for ExecutionView {
+    fn from(record: ExecutionRecord) -> Self {
+        Self {
+            id: record.id,
+            status: match record.status {
+                ExecutionStatus::Succeeded => "Success",
+                ExecutionStatus::Failed => "Fail",
+            },
+            errors: record.error.into_iter().collect(),
+            action_type: record.action_type,
+            plugin: record.plugin,
+            plugin_version: record.plugin_version,
+            params: record.params,
+            account_id: record.account_id,
+            inline_credentials: record.inline_credentials,
+            attempt: record.attempt,
+            outcome: record.status,
+            output: record.output,
+            log: record.log,
+            log_truncated_bytes: record.log_truncated_bytes,
+            trace: record.trace,
+            performed_by: record.performed_by,
+            key_id: record.key_id,
+            session_info: record.session_info,
+            started_at: record.started_at,
+            finished_at: record.finished_at,
+            duration_ms: record.duration_ms,
+        }
+    }
+}
+
+/// One execution record: params, account, outcome, log, timings.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}",
+    tag = "executions",
+    params(("id" = String, Path, description = "The execution id (`logId`)")),
+    responses((status = 200, body = ExecutionView), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = ["actions:read"]), ("api_key" = ["actions:read"]))
+)]
+pub async fn executions_get(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ExecutionView>, ApiError> {
+    caller.require(Scope::ActionsRead)?;
+    let record = state
+        .pipeline
+        .record(caller.tenant(), &id)?
+        .ok_or_else(|| ApiError::not_found("execution", &id))?;
+    Ok(axum::Json(record.into()))
+}

@@ -1,0 +1,450 @@
+//! The HTTP API: one router, one auth layer, one error type.
+//!
+//! **Architecture Invariant:** handlers never see a wasmtime or sled type;
+//! they call [`Identity`], [`Accounts`] and [`Pipeline`].
+//!
+//! Every route is declared with `utoipa` and registered through
+//! [`utoipa_axum::router::OpenApiRouter`], so `/openapi.json` is generated
+//! from the very list of routes the server answers: an endpoint cannot exist
+//! undocumented, and the black-box auth test walks that document. Each
+//! operation's `security` names the scope it needs.
+//!
+//! Authentication: [`Caller`] reads `Authorization: Bearer KEY` or
+//! `x-api-key: KEY` before any other extractor, so a request without a valid
+//! key gets 401 whatever else is wrong with it; [`Caller::require`] answers
+//! 403 naming the missing scope; an object of another tenant is a 404.
+
+mod accounts;
+mod compat;
+mod executions;
+mod identity;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::{AccountError, Accounts};
+use crate::executions::{Pipeline, PipelineError};
+use crate::identity::{Identity, Principal, Scope};
+use crate::runtime::FieldError;
+use crate::store::StoreError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Tenants, users, keys.
+    pub identity: Identity,
+    /// Auth configs and connected accounts.
+    pub accounts: Accounts,
+    /// The execution pipeline (and through it the plugins).
+    pub pipeline: Pipeline,
+    /// Settings the handlers need.
+    pub settings: Arc<ApiSettings>,
+}
+
+/// Settings of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "actionhost",
+        description = "Self-hosted action execution: connected accounts, auth configs, and actions run by sandboxed WebAssembly plugins. Authenticate with `Authorization: Bearer KEY` or `x-api-key: KEY`; each operation's security requirement names the scope it needs."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+        );
+    }
+}
+
+/// The routes and their OpenAPI document.
+pub fn router(state: AppState) -> axum::Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(identity::auth_status))
+        .routes(routes!(identity::api_keys_create, identity::api_keys_list))
+        .routes(routes!(identity::api_keys_revoke))
+        .routes(routes!(identity::tenants_create))
+        .routes(routes!(
+            accounts::auth_configs_create,
+            accounts::auth_configs_list
+        ))
+        .routes(routes!(
+            accounts::auth_configs_get,
+            accounts::auth_configs_delete
+        ))
+        .routes(routes!(
+            accounts::connected_accounts_create,
+            accounts::connected_accounts_list
+        ))
+        .routes(routes!(
+            accounts::connected_accounts_get,
+            accounts::connected_accounts_delete
+        ))
+        .routes(routes!(accounts::oauth_callback))
+        .routes(routes!(compat::actions_execute))
+        .routes(routes!(compat::actions_get))
+        .routes(routes!(compat::apps_list))
+        .routes(routes!(executions::executions_get))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    let max_body = state.settings.max_body_bytes;
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see /openapi.json for the list",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Always `error`.
+    status: &'static str,
+    /// Always false (Composio's field).
+    successful: bool,
+    /// Composio's deprecated spelling of `successful`.
+    successfull: bool,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    data: Option<()>,
+    /// What was wrong and how to fix it.
+    error: String,
+    /// The taxonomy's code: `invalid_input`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `account_required`, `account_ambiguous`,
+    /// `account_expired`, `payload_too_large`, `unavailable`, `internal`.
+    error_code: &'static str,
+    /// Whether the same request may succeed later.
+    retryable: bool,
+    /// For `invalid_input`: each failing field (`path` is a JSON Pointer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    errors: Vec<FieldError>,
+    /// For `account_ambiguous`: the candidate account ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    candidates: Vec<String>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retryable: bool,
+    fields: Vec<FieldError>,
+    candidates: Vec<String>,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message saying what to fix.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+            fields: Vec::new(),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// 400 or 422: the request is wrong.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+    }
+
+    /// 404 for an object the caller's tenant does not have.
+    pub fn not_found(kind: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{kind} {id} not found"),
+        )
+    }
+
+    /// 500 with a generic message; the cause goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has the details under this request's x-request-id",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::info!(status = self.status.as_u16(), code = self.code, message = %self.message, "request refused");
+        }
+        let body = ErrorBody {
+            status: "error",
+            successful: false,
+            successfull: false,
+            data: None,
+            error: self.message,
+            error_code: self.code,
+            retryable: self.retryable,
+            errors: self.fields,
+            candidates: self.candidates,
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Duplicate { index, value, .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{index} {value:?} already exists"),
+            ),
+            StoreError::NotFound { collection, id } => ApiError::not_found(collection, &id),
+            StoreError::Rejected(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            StoreError::Storage(cause) if cause.contains("No space left") => {
+                tracing::error!(%cause, "storage full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "unavailable",
+                    "the server's storage is full; nothing was written; try again once an operator has freed space",
+                )
+            }
+            StoreError::Storage(cause) => {
+                tracing::error!(%cause, "storage failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "storage is unavailable; the request was not completed; try again",
+                )
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Invalid(message) => ApiError::invalid(message),
+            AccountError::NotFound { kind, id } => ApiError::not_found(kind, &id),
+            AccountError::Required(message) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "account_required",
+                message,
+            ),
+            AccountError::Ambiguous {
+                message,
+                candidates,
+            } => ApiError {
+                candidates,
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "account_ambiguous",
+                    message,
+                )
+            },
+            AccountError::Expired(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "account_expired", message)
+            }
+            AccountError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            AccountError::Sealed(err) => ApiError::internal(err),
+            AccountError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(err: PipelineError) -> Self {
+        match err {
+            PipelineError::UnknownAction { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
+            }
+            PipelineError::Mismatch(message) => ApiError::invalid(message),
+            PipelineError::InvalidParams(fields) => ApiError {
+                fields: fields.clone(),
+                ..ApiError::invalid(PipelineError::InvalidParams(fields).to_string())
+            },
+            PipelineError::ValidateFault(message) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plugin_fault",
+                format!("the plugin failed while validating the params: {message}"),
+            ),
+            PipelineError::Account(err) => err.into(),
+            PipelineError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(err) => ApiError::invalid(format!(
+                "the body does not fit this endpoint: {}",
+                std::error::Error::source(&err)
+                    .map_or_else(|| err.body_text(), ToString::to_string)
+            )),
+            JsonRejection::JsonSyntaxError(err) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                format!(
+                    "the body is not valid JSON: {}",
+                    std::error::Error::source(&err)
+                        .map_or_else(|| err.body_text(), ToString::to_string)
+                ),
+            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_input",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the body is larger than the server's limit (max_body_bytes)",
+                )
+            }
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid(format!(
+            "the query string is invalid: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
+/// `axum::Json` with errors in the API's shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` with errors in the API's shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// 403 unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.key.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this api key lacks the scope {scope}; mint a key that has it"),
+            ))
+        }
+    }
+
+    /// The caller's tenant.
+    pub fn tenant(&self) -> &str {
+        &self.0.key.tenant_id
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let key = match (header("authorization"), header("x-api-key")) {
+            (Some(value), _) => match value.split_once(' ') {
+                Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the Authorization header must be `Bearer KEY`",
+                    ));
+                }
+            },
+            (None, Some(key)) => key.trim(),
+            (None, None) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing api key: send `Authorization: Bearer KEY` or `x-api-key: KEY`",
+                ));
+            }
+        };
+        match state.identity.authenticate(key)? {
+            Some(principal) => {
+                tracing::Span::current().record("key", principal.key.id.as_str());
+                Ok(Caller(principal))
+            }
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the api key is invalid or revoked",
+            )),
+        }
+    }
+}

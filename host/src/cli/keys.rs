@@ -1,0 +1,111 @@
+//! `actionhost keys create`: mint a key offline, with the server stopped.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::CliError;
+use crate::identity::{Identity, Scope, bootstrap};
+use crate::server::open_store;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Mint a scoped API key for a user of the first tenant (or of --tenant)
+    /// and print it once. The server must be stopped (the database is locked
+    /// while it runs; use POST /v1/api-keys then).
+    Create(CreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Data directory of the server.
+    #[arg(long, value_name = "DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// The user's e-mail; the user is created if new.
+    #[arg(long, value_name = "EMAIL")]
+    user: String,
+    /// Comma-separated scopes, such as `actions:read,actions:execute`.
+    #[arg(long, value_name = "SCOPES", value_delimiter = ',', required = true)]
+    scopes: Vec<String>,
+    /// The tenant id (default: the first tenant).
+    #[arg(long, value_name = "TENANT_ID")]
+    tenant: Option<String>,
+    /// A label for the key.
+    #[arg(long, default_value = "cli")]
+    name: String,
+}
+
+impl KeysCommand {
+    pub async fn run(self) -> Result<ExitCode, CliError> {
+        match self {
+            Self::Create(args) => args.run().await,
+        }
+    }
+}
+
+impl CreateArgs {
+    async fn run(self) -> Result<ExitCode, CliError> {
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|s| s.trim().parse::<Scope>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CliError::Usage)?;
+        if !self.user.contains('@') {
+            return Err(CliError::Usage(format!(
+                "--user {:?} is not an e-mail address",
+                self.user
+            )));
+        }
+        let (_store, records) =
+            open_store(&self.data_dir).map_err(|err| CliError::Failed(format!("{err:#}")))?;
+        let identity = Identity::new(records.clone());
+        if let Some(path) = bootstrap(&identity, &self.data_dir)
+            .map_err(|err| CliError::Failed(format!("{err:#}")))?
+        {
+            eprintln!(
+                "first use of {}: created the default tenant; its admin key is in {}",
+                self.data_dir.display(),
+                path.display()
+            );
+        }
+        let tenants = identity
+            .tenants()
+            .map_err(|err| CliError::Failed(err.to_string()))?;
+        let tenant = match &self.tenant {
+            Some(id) => tenants.iter().find(|t| &t.id == id).ok_or_else(|| {
+                CliError::Usage(format!("no tenant {id} in {}", self.data_dir.display()))
+            })?,
+            None => tenants
+                .iter()
+                .min_by(|a, b| a.created_at.cmp(&b.created_at))
+                .ok_or_else(|| CliError::Failed("the data directory has no tenant".into()))?,
+        };
+        let user = identity
+            .ensure_user(&tenant.id, &self.user)
+            .map_err(|err| CliError::Failed(err.to_string()))?;
+        let minted = identity
+            .mint_key(&user, &self.name, scopes)
+            .map_err(|err| CliError::Failed(err.to_string()))?;
+        records
+            .durable()
+            .await
+            .map_err(|err| CliError::Failed(err.to_string()))?;
+        eprintln!(
+            "minted key {} for {} in tenant {} with scopes {}; it is printed once on stdout",
+            minted.record.id,
+            user.email,
+            tenant.id,
+            minted
+                .record
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        println!("{}", minted.secret);
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,163 @@
+//! Server settings: embedded defaults, then a TOML file, then `ACTIONHOST_*`
+//! environment variables, then command-line flags, each overriding the one
+//! before. Unknown settings are errors that name them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::Limits;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of `actionhost serve`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Where the database, keys and uploaded plugins live (default `./data`).
+    pub data_dir: PathBuf,
+    /// Folder of plugin components (default: the bundled plugins of the build).
+    pub plugins_dir: Option<PathBuf>,
+    /// Compiled-code cache (default `DATA_DIR/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// File holding the key that encrypts credentials (default
+    /// `DATA_DIR/secret.key`, generated on first start).
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself (64 hex characters or base64 of 32 bytes); set it
+    /// through `ACTIONHOST_SECRET_KEY`, not a file under version control.
+    #[serde(skip_serializing)]
+    pub secret_key: Option<String>,
+    /// The URL clients and OAuth2 providers reach this server at (default
+    /// `http://LISTEN`); the OAuth2 callback is `PUBLIC_URL/api/v1/auth/callback`.
+    pub public_url: Option<String>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Log filter, such as `info` or `actionhost=debug` (`RUST_LOG` wins).
+    pub log_level: String,
+    /// How long in-flight requests may take to finish at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Largest request body, in bytes (default 2 MiB).
+    pub max_body_bytes: usize,
+    /// Whether plugins may reach private and loopback addresses (default false).
+    pub allow_private_network: bool,
+    /// Outbound destinations every plugin may reach beyond its manifest,
+    /// such as `https://eu.api.example.com` (or `http://127.0.0.1:*` in tests).
+    pub extra_hosts: Vec<String>,
+    /// Default sandbox limits of plugins.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("plugins_dir", &self.plugins_dir)
+            .field("cache_dir", &self.cache_dir)
+            .field("secret_key_file", &self.secret_key_file)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("public_url", &self.public_url)
+            .field("log_format", &self.log_format)
+            .field("allow_private_network", &self.allow_private_network)
+            .field("extra_hosts", &self.extra_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            plugins_dir: None,
+            cache_dir: None,
+            secret_key_file: None,
+            secret_key: None,
+            public_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            shutdown_timeout: Duration::from_secs(30),
+            max_body_bytes: 2 << 20,
+            allow_private_network: false,
+            extra_hosts: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Command-line overrides; only the flags given are merged.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+/// Environment variables that are not settings.
+const NOT_SETTINGS: &[&str] = &["config"];
+
+impl ServeConfig {
+    /// Defaults, then `file`, then the environment, then `overrides`.
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> Result<Self, String> {
+        let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("ACTIONHOST_")
+                    .split("__")
+                    .ignore(NOT_SETTINGS),
+            )
+            .merge(Serialized::defaults(overrides));
+        figment.extract::<ServeConfig>().map_err(|err| {
+            let mut message = String::new();
+            for error in err {
+                if !message.is_empty() {
+                    message.push_str("; ");
+                }
+                message.push_str(&error.to_string());
+            }
+            format!("invalid configuration: {message}")
+        })
+    }
+
+    /// Where compiled components are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+}

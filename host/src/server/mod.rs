@@ -1,0 +1,218 @@
+//! `actionhost serve`: wires the store, identity, accounts, plugins and the
+//! API together, and runs until SIGTERM or Ctrl-C.
+//!
+//! Start-up, in order: open the store (migrating it), bootstrap the first
+//! tenant and `admin.key` on an empty data dir, load the secret key (or
+//! generate it), build the sandbox and load the plugins, bind, serve.
+//! Shutdown: stop accepting, let in-flight requests finish within
+//! `shutdown_timeout`, flush the store.
+
+pub mod config;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
+
+use crate::accounts::{Accounts, KeySource, SecretBox};
+use crate::api::{ApiSettings, AppState};
+use crate::executions::Pipeline;
+use crate::identity::{Identity, bootstrap};
+use crate::registry::PluginRegistry;
+use crate::runtime::{HostRule, Runtime, RuntimeConfig};
+use crate::store::{Records, SledStore, migrate};
+
+pub use config::{LogFormat, Overrides, ServeConfig};
+
+/// Starts logging for the server.
+pub fn init_logging(config: &ServeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// Opens the store of a data dir and brings it to the current schema.
+pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<(SledStore, Records)> {
+    let store = SledStore::open(data_dir)?;
+    let records = Records::new(Arc::new(store.clone()));
+    let version = migrate(&records)?;
+    tracing::debug!(version, "store schema");
+    Ok((store, records))
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<()> {
+    let (store, records) = open_store(&config.data_dir)?;
+    let identity = Identity::new(records.clone());
+    if let Some(path) = bootstrap(&identity, &config.data_dir)? {
+        records.durable().await?;
+        tracing::warn!(
+            path = %path.display(),
+            "first start: created the default tenant and an admin key with every scope; the key is in this file (mode 0600), read it once and keep it safe"
+        );
+    }
+    let (secrets, source) = SecretBox::load(
+        config.secret_key.as_deref(),
+        config.secret_key_file.as_deref(),
+        &config.data_dir,
+    )?;
+    match source {
+        KeySource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "no secret key configured: generated one to encrypt credentials at rest; back it up, and prefer --secret-key-file or ACTIONHOST_SECRET_KEY kept apart from the data"
+        ),
+        KeySource::File(path) => tracing::info!(path = %path.display(), "secret key loaded"),
+        KeySource::Inline => tracing::info!("secret key taken from the environment"),
+    }
+
+    let mut runtime_config = RuntimeConfig::new(config.cache_dir());
+    runtime_config.allow_private_network = config.allow_private_network;
+    runtime_config.limits = config.limits.clone();
+    let runtime = Runtime::new(runtime_config)?;
+    let extra_hosts = config
+        .extra_hosts
+        .iter()
+        .map(|rule| rule.parse::<HostRule>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| anyhow::anyhow!("invalid configuration: extra_hosts: {err}"))?;
+    let registry = PluginRegistry::load_dir(&runtime, &plugins_dir, &extra_hosts)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read the plugins folder {} (build the bundled plugins with scripts/build-plugins, or set --plugins-dir)",
+                plugins_dir.display()
+            )
+        })?;
+    tracing::info!(
+        plugins = registry.plugins().len(),
+        failed = registry.failures().len(),
+        action_types = %registry.action_types().join(","),
+        dir = %plugins_dir.display(),
+        "plugins loaded"
+    );
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let accounts = Accounts::new(
+        records.clone(),
+        secrets,
+        format!("{}/api/v1/auth/callback", public_url.trim_end_matches('/')),
+    );
+    let pipeline = Pipeline::new(registry, accounts.clone(), records.clone());
+    let state = AppState {
+        identity,
+        accounts,
+        pipeline,
+        settings: Arc::new(ApiSettings {
+            max_body_bytes: config.max_body_bytes,
+        }),
+    };
+    let app = crate::api::router(state)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        request_id = %request_id,
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        key = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(
+                    |response: &axum::http::Response<_>,
+                     latency: Duration,
+                     _span: &tracing::Span| {
+                        tracing::info!(
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "answered"
+                        );
+                    },
+                ),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+
+    tracing::info!(address = %address, url = %public_url, data_dir = %config.data_dir.display(), "listening on http://{address}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        }
+        .in_current_span(),
+    );
+    let mut graceful = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+    });
+    let mut deadline = stop_rx;
+    let timeout = config.shutdown_timeout;
+    tokio::select! {
+        result = server => result.context("the http server failed")?,
+        () = async move {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(timeout).await;
+        } => {
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "in-flight requests did not finish in time; closing them");
+        }
+    }
+    store.flush_blocking()?;
+    tracing::info!("stopped; the store is flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,527 @@
+//! Durable storage: typed records in an embedded key-value store.
+//!
+//! **Architecture Invariant:** this is the only module that imports `sled`.
+//! The rest of the host sees [`Store`] (bytes in named trees, transactions,
+//! durability) and [`Records`], the typed layer on top of it.
+//!
+//! How the pieces are wired:
+//!
+//! - [`Store`] is the storage trait: `get`, `scan_prefix`, an atomic
+//!   [`Store::transact`] over every tree, and [`Store::flush`]. [`SledStore`]
+//!   implements it; its flushes are grouped (one `fsync` serves every write
+//!   that was acknowledged while the previous one ran), so durability does not
+//!   serialize the server.
+//! - A [`Record`] is a serde type with a collection name, an id and its index
+//!   entries. [`Records::put`] writes the record and replaces its index
+//!   entries in one transaction, so an index never points at a missing record
+//!   or misses a present one; a unique index refuses a second owner.
+//! - The database carries a schema version ([`SCHEMA_VERSION`]); opening an
+//!   older one runs the migrations in [`migrate`], a newer one is refused.
+
+mod sled_store;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use sled_store::SledStore;
+
+/// The version of the record layout this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The trees (keyspaces) of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// Records, keyed `collection/id`.
+    Records,
+    /// Index entries: `index\0value` → id (unique) or `index\0value\0id` → "" (multi).
+    Indexes,
+    /// Store metadata such as the schema version.
+    Meta,
+}
+
+impl Tree {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Records => "records",
+            Self::Indexes => "indexes",
+            Self::Meta => "meta",
+        }
+    }
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The underlying database failed (I/O, corruption, full disk).
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// A stored record does not decode: the data is from another version or damaged.
+    #[error("stored record {key} does not decode: {message}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A unique index already names another record.
+    #[error("{index} {value:?} already belongs to {owner}")]
+    Duplicate {
+        /// The index.
+        index: &'static str,
+        /// The value.
+        value: String,
+        /// The id of the record holding it.
+        owner: String,
+    },
+    /// The record is not there.
+    #[error("{collection} {id} not found")]
+    NotFound {
+        /// The collection.
+        collection: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// The database was written by a newer actionhost.
+    #[error(
+        "the data directory has schema version {found}, newer than this build's {supported}; upgrade actionhost or use another --data-dir"
+    )]
+    TooNew {
+        /// The stored version.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
+    /// A precondition of an update failed; the message says which.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The inside of a transaction: reads see the transaction's own writes.
+pub trait Tx {
+    /// Reads a key.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    /// Writes a key.
+    fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError>;
+    /// Removes a key.
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxError>;
+}
+
+/// Why a transaction body stopped: a store error to abort with, or a storage
+/// conflict the store resolves by running the body again.
+pub struct TxError(pub(crate) TxErrorKind);
+
+pub(crate) enum TxErrorKind {
+    Abort(StoreError),
+    Storage(sled_store::Unabortable),
+}
+
+impl From<StoreError> for TxError {
+    fn from(error: StoreError) -> Self {
+        Self(TxErrorKind::Abort(error))
+    }
+}
+
+/// A boxed future, for the object-safe [`Store`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The storage trait: bytes in trees, atomic multi-key transactions, and a
+/// durability barrier.
+pub trait Store: Send + Sync + 'static {
+    /// Reads a key.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Every key starting with `prefix`, in key order.
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Runs `body` atomically; it may run more than once on a conflict.
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()>;
+    /// Resolves once every write made before the call is on disk.
+    fn flush(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// One index entry of a record.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// The index name, such as `accounts_by_entity`.
+    pub index: &'static str,
+    /// The indexed value (several parts joined by `\0`).
+    pub value: String,
+    /// Whether a value may belong to one record only.
+    pub unique: bool,
+}
+
+impl IndexEntry {
+    /// A unique entry.
+    pub fn unique(index: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            index,
+            value: value.into(),
+            unique: true,
+        }
+    }
+
+    /// An entry several records may share.
+    pub fn multi(index: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            index,
+            value: value.into(),
+            unique: false,
+        }
+    }
+
+    fn key(&self, id: &str) -> Vec<u8> {
+        let mut key = format!("{}\0{}", self.index, self.value).into_bytes();
+        if !self.unique {
+            key.push(0);
+            key.extend_from_slice(id.as_bytes());
+        }
+        key
+    }
+}
+
+/// A typed record kept in the store.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync {
+    /// The collection name, such as `accounts`.
+    const COLLECTION: &'static str;
+    /// The record's id, unique in its collection.
+    fn id(&self) -> &str;
+    /// Its index entries.
+    fn indexes(&self) -> Vec<IndexEntry> {
+        Vec::new()
+    }
+}
+
+fn record_key(collection: &str, id: &str) -> Vec<u8> {
+    format!("{collection}/{id}").into_bytes()
+}
+
+fn decode<R: Record>(key: &[u8], bytes: &[u8]) -> Result<R> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: err.to_string(),
+    })
+}
+
+fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|err| StoreError::Storage(format!("encoding: {err}")))
+}
+
+/// The typed layer: records and their indexes, kept consistent.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn Store>,
+}
+
+impl Records {
+    /// Typed access to `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The record with this id.
+    pub fn get<R: Record>(&self, id: &str) -> Result<Option<R>> {
+        let key = record_key(R::COLLECTION, id);
+        match self.store.get(Tree::Records, &key)? {
+            Some(bytes) => decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The id a unique index holds for `value`.
+    pub fn find_unique(&self, index: &'static str, value: &str) -> Result<Option<String>> {
+        let key = IndexEntry::unique(index, value).key("");
+        Ok(self
+            .store
+            .get(Tree::Indexes, &key)?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
+    /// The record a unique index names for `value`.
+    pub fn get_by<R: Record>(&self, index: &'static str, value: &str) -> Result<Option<R>> {
+        match self.find_unique(index, value)? {
+            Some(id) => self.get(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// The records a multi index holds under `value`, in id order.
+    pub fn list_by<R: Record>(&self, index: &'static str, value: &str) -> Result<Vec<R>> {
+        let prefix = IndexEntry::multi(index, value).key("");
+        let mut records = Vec::new();
+        for (key, _) in self.store.scan_prefix(Tree::Indexes, &prefix)? {
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(record) = self.get::<R>(&id)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Writes a new record; fails if its id or a unique index value is taken.
+    pub fn insert<R: Record>(&self, record: &R) -> Result<()> {
+        self.write(record, true)
+    }
+
+    /// Writes a record, replacing the stored one and its index entries.
+    pub fn put<R: Record>(&self, record: &R) -> Result<()> {
+        self.write(record, false)
+    }
+
+    /// Reads, changes and writes a record atomically. `change` may run more
+    /// than once; it returns `Err` to leave the record as it is.
+    pub fn update<R: Record>(&self, id: &str, change: impl Fn(&mut R) -> Result<()>) -> Result<R> {
+        let key = record_key(R::COLLECTION, id);
+        let result = std::sync::Mutex::new(None);
+        self.store.transact(&|tx| {
+            let Some(bytes) = tx.get(Tree::Records, &key)? else {
+                return Err(StoreError::NotFound {
+                    collection: R::COLLECTION,
+                    id: id.to_owned(),
+                }
+                .into());
+            };
+            let old: R = decode(&key, &bytes)?;
+            let mut new: R = decode(&key, &bytes)?;
+            change(&mut new)?;
+            write_in(tx, Some(&old), &new)?;
+            *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(new);
+            Ok(())
+        })?;
+        result
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .ok_or_else(|| StoreError::Storage("transaction ended without a result".into()))
+    }
+
+    fn write<R: Record>(&self, record: &R, must_be_new: bool) -> Result<()> {
+        let key = record_key(R::COLLECTION, record.id());
+        self.store.transact(&|tx| {
+            let old = match tx.get(Tree::Records, &key)? {
+                Some(_) if must_be_new => {
+                    return Err(StoreError::Duplicate {
+                        index: R::COLLECTION,
+                        value: record.id().to_owned(),
+                        owner: record.id().to_owned(),
+                    }
+                    .into());
+                }
+                Some(bytes) => Some(decode::<R>(&key, &bytes)?),
+                None => None,
+            };
+            write_in(tx, old.as_ref(), record)
+        })
+    }
+
+    /// Removes a record and its index entries.
+    pub fn remove<R: Record>(&self, id: &str) -> Result<Option<R>> {
+        let key = record_key(R::COLLECTION, id);
+        let removed = std::sync::Mutex::new(None);
+        self.store.transact(&|tx| {
+            if let Some(bytes) = tx.get(Tree::Records, &key)? {
+                let old: R = decode(&key, &bytes)?;
+                for entry in old.indexes() {
+                    tx.remove(Tree::Indexes, &entry.key(old.id()))?;
+                }
+                tx.remove(Tree::Records, &key)?;
+                *removed.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
+            }
+            Ok(())
+        })?;
+        Ok(removed.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Resolves once every write made so far is on disk.
+    pub async fn durable(&self) -> Result<()> {
+        self.store.flush().await
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store.get(Tree::Meta, key.as_bytes())
+    }
+
+    /// Sets a metadata value.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.store
+            .transact(&|tx| tx.insert(Tree::Meta, key.as_bytes(), value))
+    }
+}
+
+/// Writes `new` over `old` inside a transaction, moving its index entries.
+fn write_in<R: Record>(tx: &dyn Tx, old: Option<&R>, new: &R) -> Result<(), TxError> {
+    let id = new.id();
+    if let Some(old) = old {
+        for entry in old.indexes() {
+            tx.remove(Tree::Indexes, &entry.key(id))?;
+        }
+    }
+    for entry in new.indexes() {
+        let key = entry.key(id);
+        if entry.unique
+            && let Some(owner) = tx.get(Tree::Indexes, &key)?
+            && owner != id.as_bytes()
+        {
+            return Err(StoreError::Duplicate {
+                index: entry.index,
+                value: entry.value.clone(),
+                owner: String::from_utf8_lossy(&owner).into_owned(),
+            }
+            .into());
+        }
+        let value: &[u8] = if entry.unique { id.as_bytes() } else { b"" };
+        tx.insert(Tree::Indexes, &key, value)?;
+    }
+    tx.insert(Tree::Records, &record_key(R::COLLECTION, id), &encode(new)?)
+}
+
+/// Brings a database to [`SCHEMA_VERSION`]: the migration hook. Each step
+/// upgrades one version inside the store; a newer database is refused.
+pub fn migrate(records: &Records) -> Result<u32> {
+    let found = match records.meta("schema_version")? {
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            text.parse::<u32>().map_err(|_| StoreError::Corrupt {
+                key: "meta/schema_version".into(),
+                message: format!("{text:?} is not a version number"),
+            })?
+        }
+        None => 0,
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mut version = found;
+    while version < SCHEMA_VERSION {
+        // Version 0 is an empty database: nothing to convert. Later versions
+        // add their conversion here, one arm per step.
+        version += 1;
+        tracing::info!(version, "migrated the store");
+    }
+    if version != found {
+        records.set_meta("schema_version", version.to_string().as_bytes())?;
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+    struct Note {
+        id: String,
+        owner: String,
+        slug: String,
+    }
+
+    impl Record for Note {
+        const COLLECTION: &'static str = "notes";
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn indexes(&self) -> Vec<IndexEntry> {
+            vec![
+                IndexEntry::multi("notes_by_owner", &self.owner),
+                IndexEntry::unique("notes_by_slug", &self.slug),
+            ]
+        }
+    }
+
+    fn note(id: &str, owner: &str, slug: &str) -> Note {
+        Note {
+            id: id.into(),
+            owner: owner.into(),
+            slug: slug.into(),
+        }
+    }
+
+    fn records() -> (tempfile::TempDir, Records) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path()).expect("open");
+        (dir, Records::new(Arc::new(store)))
+    }
+
+    #[test]
+    fn indexes_follow_their_records() {
+        let (_dir, records) = records();
+        records.insert(&note("1", "ada", "first")).expect("insert");
+        records.insert(&note("2", "ada", "second")).expect("insert");
+        assert_eq!(
+            records
+                .list_by::<Note>("notes_by_owner", "ada")
+                .expect("list")
+                .len(),
+            2
+        );
+        records
+            .update::<Note>("2", |n| {
+                n.owner = "grace".into();
+                Ok(())
+            })
+            .expect("update");
+        assert_eq!(
+            records
+                .list_by::<Note>("notes_by_owner", "ada")
+                .expect("list")
+                .len(),
+            1
+        );
+        assert_eq!(
+            records
+                .list_by::<Note>("notes_by_owner", "grace")
+                .expect("list")
+                .len(),
+            1
+        );
+        records.remove::<Note>("1").expect("remove");
+        assert!(
+            records
+                .list_by::<Note>("notes_by_owner", "ada")
+                .expect("list")
+                .is_empty()
+        );
+        assert!(
+            records
+                .find_unique("notes_by_slug", "first")
+                .expect("find")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_unique_value_has_one_owner_and_a_failed_write_leaves_nothing() {
+        let (_dir, records) = records();
+        records.insert(&note("1", "ada", "same")).expect("insert");
+        let err = records
+            .insert(&note("2", "bob", "same"))
+            .expect_err("duplicate slug");
+        assert!(err.to_string().contains("already belongs to 1"), "{err}");
+        assert!(records.get::<Note>("2").expect("get").is_none());
+        assert!(
+            records
+                .list_by::<Note>("notes_by_owner", "bob")
+                .expect("list")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn schema_version_is_stored_and_a_newer_one_refused() {
+        let (_dir, records) = records();
+        assert_eq!(migrate(&records).expect("migrate"), SCHEMA_VERSION);
+        records.durable().await.expect("flush");
+        records.set_meta("schema_version", b"99").expect("set");
+        assert!(matches!(
+            migrate(&records),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}
