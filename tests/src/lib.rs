@@ -8,6 +8,7 @@
 
 pub mod exec;
 pub mod providers;
+pub mod server;
 pub mod smtp;
 
 use std::path::PathBuf;

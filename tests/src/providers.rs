@@ -1,4 +1,5 @@
-//! Local stand-ins for Gmail, LinkedIn and HubSpot.
+//! Local stand-ins for Gmail, LinkedIn and HubSpot, and an OAuth2
+//! authorization server.
 //!
 //! One HTTP server on loopback answers the three providers' endpoints and
 //! checks each request the way the real service would: the path, the bearer
@@ -6,7 +7,7 @@
 //! the provider's own kind of 4xx. On demand it answers 401, 429 with
 //! `Retry-After`, 503, or slowly, to exercise the plugins' error mapping.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,9 +18,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
-/// The bearer token the stand-ins accept.
+/// The bearer token the stand-ins accept from the start.
 pub const TOKEN: &str = "test-access-token-5f0c";
+/// The OAuth2 client the authorization server knows.
+pub const CLIENT_ID: &str = "actionhost-test-client";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "client-secret-b71e9a";
 
 /// A scripted answer for the next request.
 #[derive(Debug, Clone)]
@@ -65,12 +71,44 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     faults: VecDeque<Fault>,
     requests: Vec<Recorded>,
     hubspot_contacts: HashSet<String>,
     next_id: u64,
+    /// Access tokens the provider APIs accept.
+    accepted: HashSet<String>,
+    oauth: OAuthServer,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            faults: VecDeque::new(),
+            requests: Vec::new(),
+            hubspot_contacts: HashSet::new(),
+            next_id: 0,
+            accepted: HashSet::from([TOKEN.to_owned()]),
+            oauth: OAuthServer {
+                token_lifetime_secs: 3600,
+                ..OAuthServer::default()
+            },
+        }
+    }
+}
+
+/// The OAuth2 authorization server's state.
+#[derive(Default)]
+struct OAuthServer {
+    /// code → (PKCE challenge, redirect_uri).
+    codes: HashMap<String, (String, String)>,
+    refresh_tokens: HashSet<String>,
+    issued: u64,
+    refreshes: u64,
+    token_lifetime_secs: u64,
+    fail_refresh: Option<String>,
+    /// Token requests, with a note of what was wrong if anything.
+    log: Vec<String>,
 }
 
 /// The running stand-ins. Stopped on drop.
@@ -130,6 +168,59 @@ impl Providers {
             .insert(email.to_ascii_lowercase());
     }
 
+    /// Makes the provider APIs accept `token`.
+    pub fn accept_token(&self, token: &str) {
+        self.lock().accepted.insert(token.to_owned());
+    }
+
+    /// Makes the provider APIs refuse `token` (as if it expired).
+    pub fn revoke_token(&self, token: &str) {
+        self.lock().accepted.remove(token);
+    }
+
+    /// The access tokens currently accepted, other than [`TOKEN`].
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = self
+            .lock()
+            .accepted
+            .iter()
+            .filter(|t| *t != TOKEN)
+            .cloned()
+            .collect();
+        tokens.sort();
+        tokens
+    }
+
+    /// How many refresh-token grants the token endpoint answered.
+    pub fn refreshes(&self) -> u64 {
+        self.lock().oauth.refreshes
+    }
+
+    /// The lifetime (`expires_in`) of the tokens issued from now on.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.lock().oauth.token_lifetime_secs = secs;
+    }
+
+    /// Makes refresh grants fail with `invalid_grant` and this description.
+    pub fn fail_refresh(&self, description: &str) {
+        self.lock().oauth.fail_refresh = Some(description.to_owned());
+    }
+
+    /// What the token endpoint noted about each request.
+    pub fn token_log(&self) -> Vec<String> {
+        self.lock().oauth.log.clone()
+    }
+
+    /// The authorization URL of the stand-in.
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.base_url)
+    }
+
+    /// The token URL of the stand-in.
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.base_url)
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
@@ -172,6 +263,9 @@ async fn handle(
             .collect(),
         body: body.to_vec(),
     };
+    if uri.path().starts_with("/oauth/") {
+        return oauth(&shared, &method, &uri, &recorded).await;
+    }
     let fault = {
         let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.requests.push(recorded.clone());
@@ -207,7 +301,17 @@ async fn handle(
         None => {}
     }
 
-    if recorded.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+    let authorized = recorded
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|token| {
+            shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .accepted
+                .contains(token)
+        });
+    if !authorized {
         return error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -340,4 +444,173 @@ fn hubspot_upsert(shared: &Arc<Mutex<Shared>>, request: &Recorded) -> Response {
     }
     (StatusCode::OK, axum::Json(json!({ "status": "COMPLETE", "results": results, "startedAt": "2026-01-01T00:00:00Z", "completedAt": "2026-01-01T00:00:01Z" })))
         .into_response()
+}
+
+fn form(text: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+/// The authorization server: `GET /oauth/authorize` consents at once and
+/// redirects with a code; `POST /oauth/token` checks the client's basic
+/// auth, the code, the redirect URI and the PKCE verifier (S256), or the
+/// refresh token, the way RFC 6749 and RFC 7636 say.
+async fn oauth(
+    shared: &Arc<Mutex<Shared>>,
+    method: &Method,
+    uri: &Uri,
+    request: &Recorded,
+) -> Response {
+    let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+    match (method.as_str(), uri.path()) {
+        ("GET", "/oauth/authorize") => {
+            let query = form(uri.query().unwrap_or_default());
+            let get = |k: &str| query.get(k).cloned().unwrap_or_default();
+            if get("response_type") != "code" || get("client_id") != CLIENT_ID {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "response_type code and a known client_id are required",
+                );
+            }
+            if get("code_challenge_method") != "S256" || get("code_challenge").len() < 43 {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "PKCE with S256 is required",
+                );
+            }
+            if get("state").is_empty() || get("redirect_uri").is_empty() {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "state and redirect_uri are required",
+                );
+            }
+            shared.oauth.issued += 1;
+            let code = format!("code-{}", shared.oauth.issued);
+            shared
+                .oauth
+                .codes
+                .insert(code.clone(), (get("code_challenge"), get("redirect_uri")));
+            let mut location = url::Url::parse(&get("redirect_uri")).expect("redirect uri");
+            location
+                .query_pairs_mut()
+                .append_pair("code", &code)
+                .append_pair("state", &get("state"));
+            let mut response = StatusCode::FOUND.into_response();
+            response
+                .headers_mut()
+                .insert("location", location.as_str().parse().expect("location"));
+            response
+        }
+        ("POST", "/oauth/token") => {
+            let expected = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+            );
+            if request.header("authorization") != Some(expected.as_str()) {
+                shared.oauth.log.push("bad client authentication".into());
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication failed",
+                );
+            }
+            let params = form(&String::from_utf8_lossy(&request.body));
+            let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+            match get("grant_type").as_str() {
+                "authorization_code" => {
+                    let Some((challenge, redirect_uri)) = shared.oauth.codes.remove(&get("code"))
+                    else {
+                        shared.oauth.log.push("unknown code".into());
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "unknown or used code",
+                        );
+                    };
+                    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+                    if computed != challenge {
+                        shared.oauth.log.push("pkce mismatch".into());
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "code_verifier does not match the challenge",
+                        );
+                    }
+                    if get("redirect_uri") != redirect_uri {
+                        shared.oauth.log.push("redirect mismatch".into());
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "redirect_uri differs",
+                        );
+                    }
+                    shared.oauth.log.push("code exchanged".into());
+                    issue(&mut shared)
+                }
+                "refresh_token" => {
+                    if let Some(description) = shared.oauth.fail_refresh.clone() {
+                        shared.oauth.log.push("refresh refused".into());
+                        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &description);
+                    }
+                    if !shared.oauth.refresh_tokens.contains(&get("refresh_token")) {
+                        shared.oauth.log.push("unknown refresh token".into());
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "unknown refresh token",
+                        );
+                    }
+                    shared.oauth.refreshes += 1;
+                    shared.oauth.log.push("refreshed".into());
+                    issue(&mut shared)
+                }
+                other => oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    &format!("grant_type {other:?}"),
+                ),
+            }
+        }
+        _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    }
+}
+
+fn issue(shared: &mut Shared) -> Response {
+    shared.oauth.issued += 1;
+    let access = format!("oauth-access-{}-9d2c", shared.oauth.issued);
+    let refresh = format!("oauth-refresh-{}-41aa", shared.oauth.issued);
+    shared.accepted.insert(access.clone());
+    shared.oauth.refresh_tokens.insert(refresh.clone());
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": shared.oauth.token_lifetime_secs,
+            "refresh_token": refresh,
+        })),
+    )
+        .into_response()
+}
+
+/// A known credential in `text`, for the leak checks.
+pub fn contains_secret(text: &str, secrets: &[&str]) -> Option<String> {
+    secrets
+        .iter()
+        .find(|secret| text.contains(*secret))
+        .map(|s| (*s).to_owned())
 }

@@ -785,6 +785,19 @@ impl Accounts {
         Ok(())
     }
 
+    /// Marks an active account `expired`, noting why; an account already
+    /// expired (say by a failed refresh) keeps its first reason.
+    pub fn expire(&self, id: &str, reason: String) -> Result<ConnectedAccount> {
+        Ok(self.inner.records.update::<ConnectedAccount>(id, |a| {
+            if a.status == AccountStatus::Active {
+                a.status = AccountStatus::Expired;
+                a.status_reason = Some(reason.clone());
+                a.updated_at = now();
+            }
+            Ok(())
+        })?)
+    }
+
     /// Moves an account to `status`, noting why.
     pub fn set_status(
         &self,
@@ -1107,11 +1120,22 @@ pub struct InlineAuth {
     /// Outbound hosts that receive them (default: every host the plugin may reach).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Non-secret metadata the plugin reads as its account's (such as `base_url`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl InlineAuth {
-    /// The grant of the one execution.
-    pub fn into_grant(self) -> Result<Grant> {
+    /// The grant of the one execution, and the metadata to show the plugin.
+    pub fn into_grant(self) -> Result<(Grant, Option<serde_json::Value>)> {
+        if let Some(metadata) = &self.metadata
+            && !metadata.is_object()
+        {
+            return Err(AccountError::Invalid(
+                "authConfig.metadata must be a JSON object".into(),
+            ));
+        }
         self.credentials
             .check()
             .map_err(|err| AccountError::Invalid(format!("authConfig: {err}")))?;
@@ -1123,9 +1147,12 @@ impl InlineAuth {
                     .map_err(|err| AccountError::Invalid(format!("authConfig.hosts: {err}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Grant {
-            credentials: self.credentials,
-            hosts,
-        })
+        Ok((
+            Grant {
+                credentials: self.credentials,
+                hosts,
+            },
+            self.metadata,
+        ))
     }
 }

@@ -6,11 +6,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, Caller};
+use super::{ApiError, ApiJson, ApiQuery, AppState, Authorized, need};
 use crate::accounts::{
     AccountStatus, AuthConfig, ConnectedAccount, NewAccount, NewAuthConfig, SchemeConfig,
 };
-use crate::identity::Scope;
 
 /// An auth config, without its client secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,11 +55,10 @@ pub struct AuthConfigList {
     security(("bearer" = ["accounts:write"]), ("api_key" = ["accounts:write"]))
 )]
 pub async fn auth_configs_create(
-    caller: Caller,
+    caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<NewAuthConfig>,
 ) -> Result<(StatusCode, axum::Json<AuthConfigView>), ApiError> {
-    caller.require(Scope::AccountsWrite)?;
     let config = state.accounts.create_auth_config(caller.tenant(), input)?;
     state.accounts.durable().await?;
     Ok((StatusCode::CREATED, axum::Json(config.into())))
@@ -75,10 +73,9 @@ pub async fn auth_configs_create(
     security(("bearer" = ["accounts:read"]), ("api_key" = ["accounts:read"]))
 )]
 pub async fn auth_configs_list(
-    caller: Caller,
+    caller: Authorized<need::AccountsRead>,
     State(state): State<AppState>,
 ) -> Result<axum::Json<AuthConfigList>, ApiError> {
-    caller.require(Scope::AccountsRead)?;
     let items = state.accounts.auth_configs(caller.tenant())?;
     Ok(axum::Json(AuthConfigList {
         items: items.into_iter().map(Into::into).collect(),
@@ -95,11 +92,10 @@ pub async fn auth_configs_list(
     security(("bearer" = ["accounts:read"]), ("api_key" = ["accounts:read"]))
 )]
 pub async fn auth_configs_get(
-    caller: Caller,
+    caller: Authorized<need::AccountsRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<AuthConfigView>, ApiError> {
-    caller.require(Scope::AccountsRead)?;
     Ok(axum::Json(
         state.accounts.auth_config(caller.tenant(), &id)?.into(),
     ))
@@ -115,11 +111,10 @@ pub async fn auth_configs_get(
     security(("bearer" = ["accounts:write"]), ("api_key" = ["accounts:write"]))
 )]
 pub async fn auth_configs_delete(
-    caller: Caller,
+    caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::AccountsWrite)?;
     state.accounts.delete_auth_config(caller.tenant(), &id)?;
     state.accounts.durable().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -188,11 +183,10 @@ pub struct ConnectionCreated {
     security(("bearer" = ["accounts:write"]), ("api_key" = ["accounts:write"]))
 )]
 pub async fn connected_accounts_create(
-    caller: Caller,
+    caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<NewAccount>,
 ) -> Result<(StatusCode, axum::Json<ConnectionCreated>), ApiError> {
-    caller.require(Scope::AccountsWrite)?;
     let (account, redirect_url) = state.accounts.create_account(caller.tenant(), input)?;
     state.accounts.durable().await?;
     Ok((
@@ -234,11 +228,10 @@ pub struct ConnectedAccountList {
     security(("bearer" = ["accounts:read"]), ("api_key" = ["accounts:read"]))
 )]
 pub async fn connected_accounts_list(
-    caller: Caller,
+    caller: Authorized<need::AccountsRead>,
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<AccountFilter>,
 ) -> Result<axum::Json<ConnectedAccountList>, ApiError> {
-    caller.require(Scope::AccountsRead)?;
     let items = state
         .accounts
         .accounts(caller.tenant())?
@@ -266,11 +259,10 @@ pub async fn connected_accounts_list(
     security(("bearer" = ["accounts:read"]), ("api_key" = ["accounts:read"]))
 )]
 pub async fn connected_accounts_get(
-    caller: Caller,
+    caller: Authorized<need::AccountsRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ConnectedAccountView>, ApiError> {
-    caller.require(Scope::AccountsRead)?;
     Ok(axum::Json(
         state.accounts.account(caller.tenant(), &id)?.into(),
     ))
@@ -286,11 +278,10 @@ pub async fn connected_accounts_get(
     security(("bearer" = ["accounts:write"]), ("api_key" = ["accounts:write"]))
 )]
 pub async fn connected_accounts_delete(
-    caller: Caller,
+    caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::AccountsWrite)?;
     state.accounts.delete_account(caller.tenant(), &id)?;
     state.accounts.durable().await?;
     Ok(StatusCode::NO_CONTENT)

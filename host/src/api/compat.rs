@@ -4,10 +4,9 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, AppState, Caller};
+use super::{ApiError, ApiJson, AppState, Authorized, need};
 use crate::accounts::{InlineAuth, Lookup};
 use crate::executions::{ExecuteCommand, ExecutionStatus};
-use crate::identity::Scope;
 use crate::runtime::AuthScheme;
 
 /// `ActionExecutionReqDTO`.
@@ -103,12 +102,11 @@ pub struct ExecuteResponse {
     security(("bearer" = ["actions:execute"]), ("api_key" = ["actions:execute"]))
 )]
 pub async fn actions_execute(
-    caller: Caller,
+    caller: Authorized<need::ActionsExecute>,
     State(state): State<AppState>,
     Path(action): Path<String>,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<axum::Json<ExecuteResponse>, ApiError> {
-    caller.require(Scope::ActionsExecute)?;
     let params = match (body.input, &body.text) {
         (Some(input), _) if input.is_object() => input,
         (Some(_), _) => {
@@ -138,8 +136,8 @@ pub async fn actions_execute(
         .pipeline
         .execute(ExecuteCommand {
             tenant_id: caller.tenant().to_owned(),
-            performed_by: caller.0.user.id.clone(),
-            key_id: caller.0.key.id.clone(),
+            performed_by: caller.principal.user.id.clone(),
+            key_id: caller.principal.key.id.clone(),
             action_type: action,
             version: body.version,
             app_name: body.app_name,
@@ -203,11 +201,10 @@ pub struct ActionView {
     security(("bearer" = ["plugins:read"]), ("api_key" = ["plugins:read"]))
 )]
 pub async fn actions_get(
-    caller: Caller,
+    _caller: Authorized<need::PluginsRead>,
     State(state): State<AppState>,
     Path(action): Path<String>,
 ) -> Result<axum::Json<ActionView>, ApiError> {
-    caller.require(Scope::PluginsRead)?;
     let registry = state.pipeline.registry();
     let plugin = registry.plugin_for(&action).ok_or_else(|| {
         ApiError::new(
@@ -268,10 +265,9 @@ pub struct AppList {
     security(("bearer" = ["plugins:read"]), ("api_key" = ["plugins:read"]))
 )]
 pub async fn apps_list(
-    caller: Caller,
+    _caller: Authorized<need::PluginsRead>,
     State(state): State<AppState>,
 ) -> Result<axum::Json<AppList>, ApiError> {
-    caller.require(Scope::PluginsRead)?;
     let items = state
         .pipeline
         .registry()

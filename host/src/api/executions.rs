@@ -4,9 +4,8 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Authorized, need};
 use crate::executions::{ErrorInfo, ExecutionRecord, ExecutionStatus};
-use crate::identity::Scope;
 
 /// An execution record, with Flowdash's `status` (`Success` / `Fail`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,11 +85,10 @@ impl From<ExecutionRecord> for ExecutionView {
     security(("bearer" = ["actions:read"]), ("api_key" = ["actions:read"]))
 )]
 pub async fn executions_get(
-    caller: Caller,
+    caller: Authorized<need::ActionsRead>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ExecutionView>, ApiError> {
-    caller.require(Scope::ActionsRead)?;
     let record = state
         .pipeline
         .record(caller.tenant(), &id)?

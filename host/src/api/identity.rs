@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, AppState, Caller};
+use super::{ApiError, ApiJson, AppState, Authorized, need};
 use crate::identity::{ApiKey, Scope};
 
 /// Who the key belongs to.
@@ -35,8 +35,8 @@ pub struct AuthStatus {
     responses((status = 200, body = AuthStatus), (status = 401, body = super::ErrorBody)),
     security(("bearer" = []), ("api_key" = []))
 )]
-pub async fn auth_status(caller: Caller) -> axum::Json<AuthStatus> {
-    let principal = caller.0;
+pub async fn auth_status(caller: Authorized<need::AnyScope>) -> axum::Json<AuthStatus> {
+    let principal = caller.principal;
     axum::Json(AuthStatus {
         status: "success",
         user_id: principal.user.id,
@@ -113,19 +113,19 @@ pub struct MintedKeyView {
     security(("bearer" = ["keys:write"]), ("api_key" = ["keys:write"]))
 )]
 pub async fn api_keys_create(
-    caller: Caller,
+    caller: Authorized<need::KeysWrite>,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<NewApiKey>,
 ) -> Result<(StatusCode, axum::Json<MintedKeyView>), ApiError> {
-    caller.require(Scope::KeysWrite)?;
-    for scope in &input.scopes {
-        caller.require(*scope).map_err(|_| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("cannot grant the scope {scope}: the calling key does not hold it"),
-            )
-        })?;
+    if let Some(scope) = input.scopes.iter().find(|s| !caller.holds(**s)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("cannot grant the scope {scope}: the calling key does not hold it"),
+        ));
+    }
+    if input.scopes.is_empty() {
+        return Err(ApiError::invalid("scopes must name at least one scope"));
     }
     let user = match &input.user_email {
         Some(email) => {
@@ -136,7 +136,7 @@ pub async fn api_keys_create(
             }
             state.identity.ensure_user(caller.tenant(), email)?
         }
-        None => caller.0.user.clone(),
+        None => caller.principal.user.clone(),
     };
     let minted = state.identity.mint_key(
         &user,
@@ -170,10 +170,9 @@ pub struct ApiKeyList {
     security(("bearer" = ["keys:read"]), ("api_key" = ["keys:read"]))
 )]
 pub async fn api_keys_list(
-    caller: Caller,
+    caller: Authorized<need::KeysRead>,
     State(state): State<AppState>,
 ) -> Result<axum::Json<ApiKeyList>, ApiError> {
-    caller.require(Scope::KeysRead)?;
     let keys = state.identity.keys(caller.tenant())?;
     Ok(axum::Json(ApiKeyList {
         status: "success",
@@ -198,11 +197,10 @@ pub struct RevokedKey {
     security(("bearer" = ["keys:write"]), ("api_key" = ["keys:write"]))
 )]
 pub async fn api_keys_revoke(
-    caller: Caller,
+    caller: Authorized<need::KeysWrite>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<RevokedKey>, ApiError> {
-    caller.require(Scope::KeysWrite)?;
     if state.identity.key(caller.tenant(), &id)?.is_none() {
         return Err(ApiError::not_found("api key", &id));
     }
@@ -247,11 +245,10 @@ pub struct CreatedTenant {
     security(("bearer" = ["tenants:write"]), ("api_key" = ["tenants:write"]))
 )]
 pub async fn tenants_create(
-    caller: Caller,
+    _caller: Authorized<need::TenantsWrite>,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<NewTenant>,
 ) -> Result<(StatusCode, axum::Json<CreatedTenant>), ApiError> {
-    caller.require(Scope::TenantsWrite)?;
     if input.name.trim().is_empty() {
         return Err(ApiError::invalid("name must not be empty"));
     }

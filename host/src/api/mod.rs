@@ -9,10 +9,10 @@
 //! undocumented, and the black-box auth test walks that document. Each
 //! operation's `security` names the scope it needs.
 //!
-//! Authentication: [`Caller`] reads `Authorization: Bearer KEY` or
+//! Authentication: [`Authorized<S>`] reads `Authorization: Bearer KEY` or
 //! `x-api-key: KEY` before any other extractor, so a request without a valid
-//! key gets 401 whatever else is wrong with it; [`Caller::require`] answers
-//! 403 naming the missing scope; an object of another tenant is a 404.
+//! key gets 401 and a key without the scope `S` gets 403 naming it, whatever
+//! else is wrong with the request; an object of another tenant is a 404.
 
 mod accounts;
 mod compat;
@@ -386,31 +386,77 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+/// The scope an endpoint needs, as a type: `Authorized<need::AccountsWrite>`.
+pub trait RequiredScope {
+    /// The scope; `None` for any valid key.
+    const SCOPE: Option<Scope>;
+}
 
-impl Caller {
-    /// 403 unless the key holds `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.0.key.scopes.contains(&scope) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this api key lacks the scope {scope}; mint a key that has it"),
-            ))
-        }
+/// Marker types naming the scope each endpoint needs.
+pub mod need {
+    use super::{RequiredScope, Scope};
+
+    macro_rules! scopes {
+        ($($name:ident),* $(,)?) => {$(
+            #[doc = concat!("Needs `", stringify!($name), "`.")]
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl RequiredScope for $name {
+                const SCOPE: Option<Scope> = Some(Scope::$name);
+            }
+        )*};
+    }
+
+    scopes!(
+        ActionsRead,
+        ActionsExecute,
+        AccountsRead,
+        AccountsWrite,
+        PluginsRead,
+        KeysRead,
+        KeysWrite,
+        TenantsWrite,
+    );
+
+    /// Any valid key.
+    #[derive(Debug, Clone, Copy)]
+    pub struct AnyScope;
+    impl RequiredScope for AnyScope {
+        const SCOPE: Option<Scope> = None;
+    }
+}
+
+/// The authenticated caller, holding the scope `S`. Extracted before
+/// anything else a handler takes, so a missing key or scope is reported
+/// before the body is even read.
+#[derive(Debug, Clone)]
+pub struct Authorized<S> {
+    /// The key and its user.
+    pub principal: Principal,
+    scope: std::marker::PhantomData<S>,
+}
+
+impl<S> Authorized<S> {
+    /// Whether the key holds `scope`.
+    pub fn holds(&self, scope: Scope) -> bool {
+        self.principal.key.scopes.contains(&scope)
     }
 
     /// The caller's tenant.
     pub fn tenant(&self) -> &str {
-        &self.0.key.tenant_id
+        &self.principal.key.tenant_id
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+fn missing_scope(scope: Scope) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("this api key lacks the scope {scope}; use a key that has it"),
+    )
+}
+
+impl<S: RequiredScope + Send + Sync> FromRequestParts<AppState> for Authorized<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -435,16 +481,22 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
         };
-        match state.identity.authenticate(key)? {
-            Some(principal) => {
-                tracing::Span::current().record("key", principal.key.id.as_str());
-                Ok(Caller(principal))
-            }
-            None => Err(ApiError::new(
+        let Some(principal) = state.identity.authenticate(key)? else {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "the api key is invalid or revoked",
-            )),
+            ));
+        };
+        tracing::Span::current().record("key", principal.key.id.as_str());
+        if let Some(scope) = S::SCOPE
+            && !principal.key.scopes.contains(&scope)
+        {
+            return Err(missing_scope(scope));
         }
+        Ok(Self {
+            principal,
+            scope: std::marker::PhantomData,
+        })
     }
 }

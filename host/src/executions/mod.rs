@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{AccountError, AccountStatus, Accounts, InlineAuth, Lookup};
+use crate::accounts::{AccountError, Accounts, InlineAuth, Lookup};
 use crate::identity::{new_id, now};
 use crate::registry::PluginRegistry;
 use crate::runtime::{
@@ -239,6 +239,7 @@ impl Pipeline {
 
         // 1. The account, in SPEC.md's order, unless the request brings its own credentials.
         let inline = command.inline_auth.is_some();
+        let mut inline_metadata = None;
         let (account, grant) = match command.inline_auth {
             Some(auth) => {
                 let account = match (
@@ -252,7 +253,9 @@ impl Pipeline {
                         &command.lookup,
                     )?),
                 };
-                (account, auth.into_grant()?)
+                let (grant, metadata) = auth.into_grant()?;
+                inline_metadata = metadata;
+                (account, grant)
             }
             None if needs_account => {
                 match self
@@ -290,11 +293,24 @@ impl Pipeline {
             params: command.params.clone(),
             attempt: 1,
             idempotency_key: id.clone(),
-            account: account.as_ref().map(|a| AccountInfo {
-                id: a.id.clone(),
-                app_name: a.app_name.clone(),
-                metadata: a.metadata.clone(),
-            }),
+            account: match (&account, inline_metadata) {
+                (Some(a), _) => Some(AccountInfo {
+                    id: a.id.clone(),
+                    app_name: a.app_name.clone(),
+                    metadata: a.metadata.clone(),
+                }),
+                (None, Some(metadata)) => Some(AccountInfo {
+                    id: "inline".into(),
+                    app_name: manifest.name.clone(),
+                    metadata,
+                }),
+                (None, None) if inline => Some(AccountInfo {
+                    id: "inline".into(),
+                    app_name: manifest.name.clone(),
+                    metadata: serde_json::json!({}),
+                }),
+                (None, None) => None,
+            },
         };
         let result = plugin.execute(request, Arc::new(grant)).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -334,10 +350,7 @@ impl Pipeline {
             && !inline
         {
             let reason = format!("the provider rejected the credentials: {}", error.message);
-            if let Err(err) =
-                self.accounts
-                    .set_status(&account.id, AccountStatus::Expired, Some(reason))
-            {
+            if let Err(err) = self.accounts.expire(&account.id, reason) {
                 tracing::error!(account = %account.id, %err, "could not mark the account expired");
             }
         }
