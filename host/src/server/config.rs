@@ -122,8 +122,26 @@ pub struct Overrides {
     pub public_url: Option<String>,
 }
 
-/// Environment variables that are not settings.
-const NOT_SETTINGS: &[&str] = &["config"];
+/// The settings `ACTIONHOST_*` variables may set. Other `ACTIONHOST_*`
+/// variables (such as `ACTIONHOST_CONFIG`, or a tool's own) are not settings
+/// and are left alone; a mistyped nested one (`ACTIONHOST_LIMITS__DEADLNE`)
+/// is refused by name.
+const SETTINGS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "plugins_dir",
+    "cache_dir",
+    "secret_key_file",
+    "secret_key",
+    "public_url",
+    "log_format",
+    "log_level",
+    "shutdown_timeout",
+    "max_body_bytes",
+    "allow_private_network",
+    "extra_hosts",
+    "limits",
+];
 
 impl ServeConfig {
     /// Defaults, then `file`, then the environment, then `overrides`.
@@ -136,11 +154,12 @@ impl ServeConfig {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
-            .merge(
-                Env::prefixed("ACTIONHOST_")
-                    .split("__")
-                    .ignore(NOT_SETTINGS),
-            )
+            .merge(Env::prefixed("ACTIONHOST_").split("__").filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                let top = key.split(['.']).next().unwrap_or_default();
+                let top = top.split("__").next().unwrap_or_default();
+                SETTINGS.contains(&top)
+            }))
             .merge(Serialized::defaults(overrides));
         figment.extract::<ServeConfig>().map_err(|err| {
             let mut message = String::new();
@@ -159,5 +178,26 @@ impl ServeConfig {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_can_come_from_the_environment() {
+        let defaults = serde_json::to_value(ServeConfig::default()).expect("serializes");
+        let mut keys: Vec<&str> = defaults
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.push("secret_key");
+        keys.sort_unstable();
+        let mut settings = SETTINGS.to_vec();
+        settings.sort_unstable();
+        assert_eq!(keys, settings);
     }
 }
