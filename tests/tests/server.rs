@@ -145,7 +145,8 @@ fn tenant_objects(server: &Server, providers: &Providers) -> TenantObjects {
         .to_owned();
     TenantObjects {
         by_path: BTreeMap::from([
-            ("/api/v1/connectedAccounts/{id}", account),
+            ("/api/v1/connectedAccounts/{id}", account.clone()),
+            ("/api/v1/connectedAccounts/{id}/revoke", account),
             ("/api/v1/auth-configs/{id}", config_id),
             ("/v1/executions/{id}", log_id),
             ("/v1/api-keys/{id}", key_id),
@@ -664,6 +665,29 @@ fn account_resolution_never_guesses() {
     let unknown_entity = execute(&server, "crm_sync", &body(json!({ "entityId": "carol" })));
     assert_error(&unknown_entity, 422, "account_required");
 
+    let revoked = server.post(
+        &format!("/api/v1/connectedAccounts/{second}/revoke"),
+        &json!({}),
+    );
+    assert_eq!(revoked.json["status"], "revoked", "{}", revoked.text);
+    assert_eq!(
+        revoked.json["hasCredentials"], false,
+        "the credentials are erased"
+    );
+    let refused = execute(
+        &server,
+        "crm_sync",
+        &body(json!({ "connectedAccountId": second })),
+    );
+    assert_error(&refused, 422, "account_expired");
+    assert!(refused.text.contains("revoked"), "{}", refused.text);
+    let only_first = execute(&server, "crm_sync", &body(json!({})));
+    assert_eq!(
+        only_first.json["successful"], true,
+        "one active account is left: {}",
+        only_first.text
+    );
+
     // authConfig supplies credentials for one execution and is not stored.
     let inline_token = "inline-token-3a9f";
     providers.accept_token(inline_token);
@@ -959,4 +983,51 @@ fn config_file_and_environment_set_the_server_and_bad_settings_are_named() {
         stderr.contains("listen_on"),
         "names the unknown setting: {stderr}"
     );
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_execution_finish_and_keeps_its_record() {
+    let providers = Providers::start();
+    let mut server = Server::start();
+    let account = bearer_account(
+        &server,
+        "crm-sync",
+        "ada",
+        TOKEN,
+        json!({ "base_url": providers.base_url }),
+    );
+    providers.fail_next(providers::Fault::Slow(std::time::Duration::from_millis(
+        1500,
+    )));
+    let request = server.request("POST", "/api/v2/actions/crm_sync/execute").bearer_auth(&server.admin_key).json(
+        &json!({ "connectedAccountId": account, "input": { "contacts": [{ "email": "ada@example.com" }] } }),
+    );
+    let in_flight = std::thread::spawn(move || {
+        request
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .expect("answered")
+    });
+    while providers.requests().is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(server.stop(), Some(0), "a clean exit after the drain");
+    let answer = in_flight.join().expect("thread");
+    assert_eq!(
+        answer["successful"], true,
+        "the in-flight execution finished: {answer}"
+    );
+    let log_id = answer["logId"].as_str().expect("logId").to_owned();
+    let log = server.log();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("the store is flushed"), "{log}");
+
+    let server = server.restart();
+    let record = server.get(&format!("/v1/executions/{log_id}"));
+    assert_eq!(
+        record.status, 200,
+        "the record survived the shutdown: {}",
+        record.text
+    );
+    assert_eq!(record.json["status"], "Success");
 }

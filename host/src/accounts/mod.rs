@@ -617,25 +617,9 @@ impl Accounts {
         account.secret = secret.map(|s| self.seal_secret(&id, &s));
 
         let redirect = if account.status == AccountStatus::Initiated {
-            let settings_secret = self.client_secret(&config)?;
-            let SchemeConfig::OAuth2 {
-                client_id,
-                authorize_url,
-                token_url,
-                scopes,
-            } = &config.scheme
-            else {
-                return Err(AccountError::Invalid("not an oauth2 auth config".into()));
-            };
-            let settings = oauth::ClientSettings {
-                client_id,
-                client_secret: &settings_secret,
-                authorize_url,
-                token_url,
-                redirect_url: &self.inner.callback_url,
-            };
+            let settings = self.oauth_client(&config)?;
             let (url, state, verifier) =
-                oauth::authorize_url(&settings, scopes).map_err(AccountError::Invalid)?;
+                oauth::authorize_url(&settings).map_err(AccountError::Invalid)?;
             let pending = OAuthState {
                 verifier: self.inner.secrets.seal(&state, verifier.as_bytes()),
                 id: state,
@@ -676,6 +660,31 @@ impl Accounts {
         String::from_utf8(bytes).map_err(|_| AccountError::Sealed(OpenError))
     }
 
+    /// The OAuth2 client of an auth config.
+    fn oauth_client(&self, config: &AuthConfig) -> Result<oauth::ClientSettings> {
+        let SchemeConfig::OAuth2 {
+            client_id,
+            authorize_url,
+            token_url,
+            scopes,
+        } = &config.scheme
+        else {
+            return Err(AccountError::Invalid(format!(
+                "auth config {} is {}, not oauth2",
+                config.id,
+                config.scheme.name()
+            )));
+        };
+        Ok(oauth::ClientSettings {
+            client_id: client_id.clone(),
+            client_secret: self.client_secret(config)?,
+            authorize_url: authorize_url.clone(),
+            token_url: token_url.clone(),
+            redirect_url: self.inner.callback_url.clone(),
+            scopes: scopes.clone(),
+        })
+    }
+
     /// Completes an OAuth2 consent: exchanges the code, activates the account.
     /// Returns the account and where to send the user.
     pub async fn complete_oauth(
@@ -710,23 +719,7 @@ impl Accounts {
         let config = self.auth_config(&account.tenant_id, &account.auth_config_id)?;
         let verifier = String::from_utf8(self.inner.secrets.open(&pending.id, &pending.verifier)?)
             .map_err(|_| AccountError::Sealed(OpenError))?;
-        let client_secret = self.client_secret(&config)?;
-        let SchemeConfig::OAuth2 {
-            client_id,
-            authorize_url,
-            token_url,
-            ..
-        } = &config.scheme
-        else {
-            return Err(AccountError::Invalid("not an oauth2 auth config".into()));
-        };
-        let settings = oauth::ClientSettings {
-            client_id,
-            client_secret: &client_secret,
-            authorize_url,
-            token_url,
-            redirect_url: &self.inner.callback_url,
-        };
+        let settings = self.oauth_client(&config)?;
         let tokens = match oauth::exchange_code(&settings, code, &verifier).await {
             Ok(tokens) => tokens,
             Err(reason) => {
@@ -776,6 +769,19 @@ impl Accounts {
             .inner
             .records
             .list_by("accounts_by_tenant", tenant_id)?)
+    }
+
+    /// Revokes an account: its credentials are erased and it can no longer run.
+    pub fn revoke_account(&self, tenant_id: &str, id: &str) -> Result<ConnectedAccount> {
+        self.account(tenant_id, id)?;
+        Ok(self.inner.records.update::<ConnectedAccount>(id, |a| {
+            a.status = AccountStatus::Revoked;
+            a.status_reason = Some("revoked through the api".into());
+            a.secret = None;
+            a.token_expires_at = None;
+            a.updated_at = now();
+            Ok(())
+        })?)
     }
 
     /// Deletes an account and its credentials.
@@ -1031,23 +1037,7 @@ impl Accounts {
         let config = self
             .auth_config(&account.tenant_id, &account.auth_config_id)
             .map_err(|err| err.to_string())?;
-        let client_secret = self.client_secret(&config).map_err(|err| err.to_string())?;
-        let SchemeConfig::OAuth2 {
-            client_id,
-            authorize_url,
-            token_url,
-            ..
-        } = &config.scheme
-        else {
-            return Err(format!("auth config {} is not oauth2", config.id));
-        };
-        let settings = oauth::ClientSettings {
-            client_id,
-            client_secret: &client_secret,
-            authorize_url,
-            token_url,
-            redirect_url: &self.inner.callback_url,
-        };
+        let settings = self.oauth_client(&config).map_err(|err| err.to_string())?;
         let tokens = match oauth::refresh(&settings, &refresh_token).await {
             Ok(tokens) => tokens,
             Err(reason) => {

@@ -23,17 +23,19 @@ pub struct Tokens {
 }
 
 /// The settings of an OAuth2 client.
-pub struct ClientSettings<'a> {
+pub struct ClientSettings {
     /// Client id.
-    pub client_id: &'a str,
+    pub client_id: String,
     /// Client secret.
-    pub client_secret: &'a str,
+    pub client_secret: String,
     /// The provider's authorization URL.
-    pub authorize_url: &'a str,
+    pub authorize_url: String,
     /// The provider's token URL.
-    pub token_url: &'a str,
+    pub token_url: String,
     /// Our callback URL.
-    pub redirect_url: &'a str,
+    pub redirect_url: String,
+    /// Scopes to ask for.
+    pub scopes: Vec<String>,
 }
 
 async fn send(request: HttpRequest) -> Result<HttpResponse, FetchError> {
@@ -59,14 +61,14 @@ fn describe<E: std::error::Error>(
 macro_rules! client {
     ($settings:expr) => {{
         let settings = $settings;
-        let auth_url = AuthUrl::new(settings.authorize_url.to_owned())
+        let auth_url = AuthUrl::new(settings.authorize_url.clone())
             .map_err(|err| format!("authorize_url: {err}"))?;
-        let token_url = TokenUrl::new(settings.token_url.to_owned())
-            .map_err(|err| format!("token_url: {err}"))?;
-        let redirect = RedirectUrl::new(settings.redirect_url.to_owned())
+        let token_url =
+            TokenUrl::new(settings.token_url.clone()).map_err(|err| format!("token_url: {err}"))?;
+        let redirect = RedirectUrl::new(settings.redirect_url.clone())
             .map_err(|err| format!("redirect url: {err}"))?;
-        BasicClient::new(ClientId::new(settings.client_id.to_owned()))
-            .set_client_secret(ClientSecret::new(settings.client_secret.to_owned()))
+        BasicClient::new(ClientId::new(settings.client_id.clone()))
+            .set_client_secret(ClientSecret::new(settings.client_secret.clone()))
             .set_auth_uri(auth_url)
             .set_token_uri(token_url)
             .set_redirect_uri(redirect)
@@ -74,15 +76,12 @@ macro_rules! client {
 }
 
 /// The URL to send the user to, the CSRF state, and the PKCE verifier.
-pub fn authorize_url(
-    settings: &ClientSettings<'_>,
-    scopes: &[String],
-) -> Result<(String, String, String), String> {
+pub fn authorize_url(settings: &ClientSettings) -> Result<(String, String, String), String> {
     let client = client!(settings);
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state) = client
         .authorize_url(CsrfToken::new_random)
-        .add_scopes(scopes.iter().cloned().map(oauth2::Scope::new))
+        .add_scopes(settings.scopes.iter().cloned().map(oauth2::Scope::new))
         .set_pkce_challenge(challenge)
         .url();
     Ok((
@@ -102,7 +101,7 @@ fn tokens(response: &oauth2::basic::BasicTokenResponse) -> Tokens {
 
 /// Exchanges an authorization code (with its PKCE verifier) for tokens.
 pub async fn exchange_code(
-    settings: &ClientSettings<'_>,
+    settings: &ClientSettings,
     code: &str,
     verifier: &str,
 ) -> Result<Tokens, String> {
@@ -117,7 +116,7 @@ pub async fn exchange_code(
 }
 
 /// Trades a refresh token for a new access token.
-pub async fn refresh(settings: &ClientSettings<'_>, refresh_token: &str) -> Result<Tokens, String> {
+pub async fn refresh(settings: &ClientSettings, refresh_token: &str) -> Result<Tokens, String> {
     let client = client!(settings);
     let response = client
         .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))

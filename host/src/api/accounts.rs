@@ -287,6 +287,26 @@ pub async fn connected_accounts_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes a connected account: its credentials are erased, its status
+/// becomes `revoked`, and executions through it are refused.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connectedAccounts/{id}/revoke",
+    tag = "accounts",
+    params(("id" = String, Path, description = "The account's UUID")),
+    responses((status = 200, body = ConnectedAccountView), (status = 404, body = super::ErrorBody)),
+    security(("bearer" = ["accounts:write"]), ("api_key" = ["accounts:write"]))
+)]
+pub async fn connected_accounts_revoke(
+    caller: Authorized<need::AccountsWrite>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ConnectedAccountView>, ApiError> {
+    let account = state.accounts.revoke_account(caller.tenant(), &id)?;
+    state.accounts.durable().await?;
+    Ok(axum::Json(account.into()))
+}
+
 /// What the provider sends back to the callback.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct CallbackQuery {

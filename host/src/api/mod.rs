@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> axum::Router {
             accounts::connected_accounts_get,
             accounts::connected_accounts_delete
         ))
+        .routes(routes!(accounts::connected_accounts_revoke))
         .routes(routes!(accounts::oauth_callback))
         .routes(routes!(compat::actions_execute))
         .routes(routes!(compat::actions_get))
@@ -143,6 +144,11 @@ pub fn router(state: AppState) -> axum::Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
+            // The panic message may quote data; it is not echoed or logged here
+            // (the panic hook already reported where it happened).
+            ApiError::internal("a handler panicked").into_response()
+        }))
         .with_state(state)
 }
 

@@ -49,7 +49,9 @@ impl SledStore {
         })?;
         let path = dir.join("db");
         let db = sled::Config::new().path(&path).open().map_err(|err| match err {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Storage(format!(
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") => StoreError::Storage(format!(
                 "the database {} is in use by another process (is a server already running on this --data-dir?)",
                 path.display()
             )),
