@@ -1031,3 +1031,38 @@ fn sigterm_lets_an_in_flight_execution_finish_and_keeps_its_record() {
     );
     assert_eq!(record.json["status"], "Success");
 }
+
+#[test]
+fn credentials_go_only_to_the_hosts_their_auth_config_names() {
+    let providers = Providers::start();
+    let server = Server::start();
+    let config = server.post(
+        "/api/v1/auth-configs",
+        &json!({ "appName": "crm-sync", "scheme": { "type": "bearer" }, "hosts": ["https://api.hubapi.com"] }),
+    );
+    let config_id = created(&config)["id"].as_str().expect("id").to_owned();
+    let account = server.post(
+        "/api/v1/connectedAccounts",
+        &json!({ "authConfigId": config_id, "metadata": { "base_url": providers.base_url }, "credentials": { "token": TOKEN } }),
+    );
+    let account = created(&account)["connectedAccountId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let run = execute(
+        &server,
+        "crm_sync",
+        &json!({ "connectedAccountId": account, "input": { "contacts": [{ "email": "ada@example.com" }] } }),
+    );
+    assert_eq!(run.json["errorCode"], "unauthorized", "{}", run.text);
+    let request = providers.requests().pop().expect("the request went out");
+    assert_eq!(
+        request.header("authorization"),
+        None,
+        "a host the auth config does not name gets no credential"
+    );
+
+    let health = server.call("GET", "/healthz", None, None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json["status"], "ok");
+}

@@ -114,6 +114,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(compat::actions_get))
         .routes(routes!(compat::apps_list))
         .routes(routes!(executions::executions_get))
+        .routes(routes!(healthz))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let max_body = state.settings.max_body_bytes;
@@ -124,10 +125,6 @@ pub fn router(state: AppState) -> axum::Router {
                 let openapi = openapi.clone();
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
-        )
-        .route(
-            "/healthz",
-            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .fallback(|| async {
             ApiError::new(
@@ -150,6 +147,19 @@ pub fn router(state: AppState) -> axum::Router {
             ApiError::internal("a handler panicked").into_response()
         }))
         .with_state(state)
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Liveness: answers as soon as the server listens. No key needed.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)), security(()))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// The JSON body of every error.
