@@ -559,7 +559,7 @@ impl Accounts {
                 let BasicInput { username, password } = parse_input(scheme, value)?;
                 (Some(AccountSecret::Basic { username, password }), None)
             }
-            (SchemeConfig::Smtp { host, port }, Some(value)) => {
+            (SchemeConfig::Smtp { host, .. }, Some(value)) => {
                 let input: SmtpInput = parse_input(scheme, value)?;
                 if input.host.is_none() && host.is_none() {
                     return Err(AccountError::Invalid(
@@ -571,7 +571,6 @@ impl Accounts {
                         "smtp credentials take both username and password, or neither".into(),
                     ));
                 }
-                let _ = port;
                 (
                     Some(AccountSecret::Smtp {
                         host: input.host,

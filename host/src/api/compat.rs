@@ -121,6 +121,8 @@ pub async fn actions_execute(
         }
         (None, None) => serde_json::json!({}),
     };
+    // Prompts for the language model that `text` needs: accepted so that
+    // Composio clients' requests parse, and unused without `text`.
     let _ = (&body.custom_description, &body.system_prompt);
     let session_info = match (body.session_info, body.trace_logs) {
         (info, None) => info,
