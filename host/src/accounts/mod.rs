@@ -330,8 +330,8 @@ pub struct NewAuthConfig {
     pub hosts: Vec<String>,
 }
 
-/// A new connected account.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// A new connected account. `Debug` never shows its credentials.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewAccount {
     /// Its auth config.
@@ -353,6 +353,21 @@ pub struct NewAccount {
     /// Where to send the user after OAuth2 consent.
     #[serde(default)]
     pub redirect_url: Option<String>,
+}
+
+impl std::fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("auth_config_id", &self.auth_config_id)
+            .field("entity_id", &self.entity_id)
+            .field("metadata", &self.metadata)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("redirect_url", &self.redirect_url)
+            .finish()
+    }
 }
 
 /// What to resolve an execution's account from.
@@ -1143,5 +1158,24 @@ impl InlineAuth {
             },
             self.metadata,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_account_never_prints_its_credentials() {
+        let input: NewAccount = serde_json::from_value(serde_json::json!({
+            "authConfigId": "ac_1",
+            "credentials": { "token": "tok-secret-1" }
+        }))
+        .expect("parses");
+        let printed = format!("{input:?}");
+        assert!(
+            printed.contains("ac_1") && !printed.contains("tok-secret-1"),
+            "{printed}"
+        );
     }
 }
