@@ -451,14 +451,7 @@ async fn fetch_inner(
     }
     let mut request =
         http::Request::from_parts(parts, http_body_util::Full::new(bytes::Bytes::from(body)));
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    if let Ok(uri) = path_and_query.parse() {
-        *request.uri_mut() = uri;
-    }
+    strip_to_origin_form(&mut request);
     let response = sender
         .send_request(request)
         .await
@@ -630,8 +623,8 @@ fn encode_query(text: &str) -> String {
 }
 
 /// hyper sends the URI as given: a request to an origin server carries only
-/// the path and query (the `Host` header, set by wasi-http, names the host).
-fn strip_to_origin_form(request: &mut http::Request<WasiBody>) {
+/// the path and query (the `Host` header names the host).
+fn strip_to_origin_form<B>(request: &mut http::Request<B>) {
     let path_and_query = request
         .uri()
         .path_and_query()
