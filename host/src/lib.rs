@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of the code.
 
 pub mod accounts;
+pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod executions;

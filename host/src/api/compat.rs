@@ -4,8 +4,11 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, AppState, Authorized, need};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiJson, AppState, Authorized, IdempotencyKey, need};
 use crate::accounts::{InlineAuth, Lookup};
+use crate::actions::{Claim, StoredResponse};
 use crate::executions::{ExecuteCommand, ExecutionStatus};
 use crate::runtime::AuthScheme;
 
@@ -92,7 +95,10 @@ pub struct ExecuteResponse {
     post,
     path = "/api/v2/actions/{action}/execute",
     tag = "execute",
-    params(("action" = String, Path, description = "The action type, such as `send_email`")),
+    params(
+        ("action" = String, Path, description = "The action type, such as `send_email`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeat of the same request; passed to the plugin"),
+    ),
     request_body = ExecuteBody,
     responses(
         (status = 200, body = ExecuteResponse, description = "The action ran; `successful` says how it went"),
@@ -103,10 +109,18 @@ pub struct ExecuteResponse {
 )]
 pub async fn actions_execute(
     caller: Authorized<need::ActionsExecute>,
+    key: IdempotencyKey,
     State(state): State<AppState>,
     Path(action): Path<String>,
-    ApiJson(body): ApiJson<ExecuteBody>,
-) -> Result<axum::Json<ExecuteResponse>, ApiError> {
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let keyed = super::actions::keyed(
+        &key,
+        "POST",
+        &format!("/api/v2/actions/{action}/execute"),
+        &body,
+    )?;
+    let body: ExecuteBody = super::actions::parse(body)?;
     let params = match (body.input, &body.text) {
         (Some(input), _) if input.is_object() => input,
         (Some(_), _) => {
@@ -134,16 +148,21 @@ pub async fn actions_execute(
             Some(info)
         }
     };
-    let record = state
+    let tenant = caller.tenant();
+    let idempotency = state.actions.idempotency();
+    if let Some(keyed) = &keyed {
+        match idempotency.claim(tenant, keyed)? {
+            Claim::New => {}
+            other => return super::actions::claim_answer(other),
+        }
+    }
+    let outcome = state
         .pipeline
         .execute(ExecuteCommand {
-            tenant_id: caller.tenant().to_owned(),
             performed_by: caller.principal.user.id.clone(),
             key_id: caller.principal.key.id.clone(),
-            action_type: action,
             version: body.version,
             app_name: body.app_name,
-            params,
             lookup: Lookup {
                 connected_account_id: body.connected_account_id,
                 entity_id: body.entity_id,
@@ -152,10 +171,22 @@ pub async fn actions_execute(
             inline_auth: body.auth_config,
             trace: body.allow_tracing,
             session_info,
+            idempotency_key: keyed.as_ref().map(|k| k.key.clone()),
+            ..ExecuteCommand::new(tenant, action, params)
         })
-        .await?;
+        .await;
+    let record = match outcome {
+        Ok(record) => record,
+        Err(err) => {
+            // Nothing ran: the key may be used again for a corrected request.
+            if let Some(keyed) = &keyed {
+                idempotency.release(tenant, &keyed.key)?;
+            }
+            return Err(err.into());
+        }
+    };
     let successful = record.status == ExecutionStatus::Succeeded;
-    Ok(axum::Json(ExecuteResponse {
+    let response = ExecuteResponse {
         data: record.output.unwrap_or_else(|| serde_json::json!({})),
         successful,
         successfull: successful,
@@ -166,7 +197,12 @@ pub async fn actions_execute(
         log_id: record.id,
         session_info: record.session_info,
         trace: record.trace,
-    }))
+    };
+    if let Some(keyed) = &keyed {
+        let body = serde_json::to_value(&response).map_err(ApiError::internal)?;
+        idempotency.complete(tenant, &keyed.key, StoredResponse { status: 200, body })?;
+    }
+    Ok(axum::Json(response).into_response())
 }
 
 /// An action type and its schemas.

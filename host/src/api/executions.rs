@@ -49,6 +49,7 @@ impl From<ExecutionRecord> for ExecutionView {
         Self {
             id: record.id,
             status: match record.status {
+                ExecutionStatus::Pending => "Pending",
                 ExecutionStatus::Succeeded => "Success",
                 ExecutionStatus::Failed => "Fail",
             },

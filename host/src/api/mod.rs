@@ -15,6 +15,7 @@
 //! else is wrong with the request; an object of another tenant is a 404.
 
 mod accounts;
+mod actions;
 mod compat;
 mod executions;
 mod identity;
@@ -33,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts::{AccountError, Accounts};
+use crate::actions::{ActionError, Actions};
 use crate::executions::{Pipeline, PipelineError};
 use crate::identity::{Identity, Principal, Scope};
 use crate::runtime::FieldError;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// The execution pipeline (and through it the plugins).
     pub pipeline: Pipeline,
+    /// Stored actions and their scheduler.
+    pub actions: Actions,
     /// Settings the handlers need.
     pub settings: Arc<ApiSettings>,
 }
@@ -114,6 +118,16 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(compat::actions_get))
         .routes(routes!(compat::apps_list))
         .routes(routes!(executions::executions_get))
+        .routes(routes!(actions::actions_create, actions::actions_list))
+        .routes(routes!(actions::actions_get))
+        .routes(routes!(actions::actions_transitions))
+        .routes(routes!(actions::actions_execute))
+        .routes(routes!(actions::actions_cancel))
+        .routes(routes!(actions::actions_approve))
+        .routes(routes!(actions::actions_approve_bulk))
+        .routes(routes!(actions::actions_resolve))
+        .routes(routes!(actions::actions_process))
+        .routes(routes!(actions::executions_create))
         .routes(routes!(healthz))
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -343,8 +357,56 @@ impl From<PipelineError> for ApiError {
                 "plugin_fault",
                 format!("the plugin failed while validating the params: {message}"),
             ),
+            PipelineError::NotApproved { .. } | PipelineError::AwaitingApproval => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
             PipelineError::Account(err) => err.into(),
             PipelineError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(err: ActionError) -> Self {
+        match err {
+            ActionError::NotFound(id) => ApiError::not_found("action", &id),
+            ActionError::Forbidden(forbidden) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", forbidden.to_string())
+            }
+            ActionError::Invalid { message, fields } => ApiError {
+                fields,
+                ..ApiError::invalid(message)
+            },
+            ActionError::KeyReused
+            | ActionError::KeyInProgress
+            | ActionError::KeyInterrupted(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
+            ActionError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, if sent.
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(Self(None)),
+            Some(value) => value
+                .to_str()
+                .map(|key| Self(Some(key.to_owned())))
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_input",
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                }),
         }
     }
 }
@@ -425,6 +487,8 @@ pub mod need {
 
     scopes!(
         ActionsRead,
+        ActionsWrite,
+        ActionsApprove,
         ActionsExecute,
         AccountsRead,
         AccountsWrite,

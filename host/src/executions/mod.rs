@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{AccountError, Accounts, InlineAuth, Lookup};
+use crate::accounts::{AccountError, Accounts, ConnectedAccount, InlineAuth, Lookup};
 use crate::identity::{new_id, now};
 use crate::registry::PluginRegistry;
 use crate::runtime::{
     AccountInfo, AuthScheme, ExecuteError, ExecuteRequest, ExecutionLog, FieldError, Grant,
-    OutboundCall,
+    OutboundCall, Plugin,
 };
 use crate::store::{IndexEntry, Record, Records, StoreError};
 
@@ -25,6 +25,8 @@ use crate::store::{IndexEntry, Record, Records, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
+    /// Accepted and not finished yet (asynchronous executions).
+    Pending,
     /// The plugin returned output.
     Succeeded,
     /// The plugin returned an error, or faulted.
@@ -60,6 +62,13 @@ pub struct ExecutionRecord {
     pub id: String,
     /// Owning tenant.
     pub tenant_id: String,
+    /// The action it belongs to, for executions of stored actions.
+    #[serde(default)]
+    pub action_id: Option<String>,
+    /// What it did: `execute`, or a reviewer's transition asked for
+    /// through `POST /v1/executions`.
+    #[serde(default = "default_transition")]
+    pub transition: String,
     /// The action type.
     pub action_type: String,
     /// Plugin name and version that ran it.
@@ -92,12 +101,19 @@ pub struct ExecutionRecord {
     pub key_id: String,
     /// The client's `sessionInfo`, echoed.
     pub session_info: Option<serde_json::Value>,
+    /// The key the plugin was given for provider-side deduplication.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
     /// RFC 3339.
     pub started_at: String,
     /// RFC 3339.
     pub finished_at: String,
     /// Milliseconds in the sandbox.
     pub duration_ms: u64,
+}
+
+fn default_transition() -> String {
+    "execute".into()
 }
 
 impl Record for ExecutionRecord {
@@ -135,6 +151,56 @@ pub struct ExecuteCommand {
     pub trace: bool,
     /// Echoed back.
     pub session_info: Option<serde_json::Value>,
+    /// The stored action this runs, if any.
+    pub action_id: Option<String>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Given to the plugin for provider-side deduplication; the execution
+    /// id when absent.
+    pub idempotency_key: Option<String>,
+    /// Use this id for the record (an asynchronous execution's, already
+    /// announced to the client); a new one when absent.
+    pub execution_id: Option<String>,
+    /// For an action that needs approval: the hash of the approved params
+    /// (empty when none was given). The pipeline refuses anything else.
+    pub approved_hash: Option<String>,
+}
+
+impl ExecuteCommand {
+    /// A command with the defaults of a one-off execution.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        action_type: impl Into<String>,
+        params: serde_json::Value,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            performed_by: String::new(),
+            key_id: String::new(),
+            action_type: action_type.into(),
+            version: None,
+            app_name: None,
+            params,
+            lookup: Lookup::default(),
+            inline_auth: None,
+            trace: false,
+            session_info: None,
+            action_id: None,
+            attempt: 1,
+            idempotency_key: None,
+            execution_id: None,
+            approved_hash: None,
+        }
+    }
+}
+
+/// SHA-256 of a params object in canonical form (keys sorted, no spaces),
+/// hex: what an approval is bound to.
+pub fn params_hash(params: &serde_json::Value) -> String {
+    use sha2::Digest as _;
+    // serde_json's map is a BTreeMap (no `preserve_order`), so keys are sorted.
+    let canonical = serde_json::to_vec(params).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&canonical))
 }
 
 /// Why an execution did not run.
@@ -160,9 +226,85 @@ pub enum PipelineError {
     /// Account resolution or credentials failed.
     #[error(transparent)]
     Account(#[from] AccountError),
+    /// The action needs approval and has none.
+    #[error("the action is waiting for approval; a reviewer must approve it first")]
+    AwaitingApproval,
+    /// The params are not the ones that were approved.
+    #[error(
+        "the params (hash {actual}) are not the approved revision (hash {approved}); approve this revision first"
+    )]
+    NotApproved {
+        /// The hash of the approved params.
+        approved: String,
+        /// The hash of the params about to run.
+        actual: String,
+    },
     /// The record could not be stored.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl PipelineError {
+    /// The failure as an execution record states it.
+    pub fn info(&self) -> ErrorInfo {
+        let (code, retryable) = match self {
+            Self::UnknownAction { .. } => ("not_found", false),
+            Self::Mismatch(_) | Self::InvalidParams(_) => ("invalid_input", false),
+            Self::ValidateFault(_) => ("plugin_fault", false),
+            Self::Account(AccountError::Required(_)) => ("account_required", false),
+            Self::Account(AccountError::Ambiguous { .. }) => ("account_ambiguous", false),
+            Self::Account(AccountError::Expired(_)) => ("account_expired", false),
+            Self::Account(AccountError::NotFound { .. }) => ("not_found", false),
+            Self::Account(AccountError::Invalid(_)) => ("invalid_input", false),
+            Self::Account(_) | Self::Store(_) => ("transient", true),
+            Self::NotApproved { .. } | Self::AwaitingApproval => ("conflict", false),
+        };
+        ErrorInfo {
+            code: code.into(),
+            message: self.to_string(),
+            retryable,
+            retry_after_ms: None,
+            fault: None,
+            fields: match self {
+                Self::InvalidParams(fields) => fields.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// An execution checked and ready to run: [`Pipeline::prepare`]'s result.
+pub struct Prepared {
+    plugin: Plugin,
+    idempotent: bool,
+    account: Option<ConnectedAccount>,
+    grant: Grant,
+    inline: bool,
+    inline_metadata: Option<serde_json::Value>,
+    command: ExecuteCommand,
+}
+
+impl Prepared {
+    /// The plugin's name.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.manifest().name
+    }
+
+    /// The plugin's version.
+    pub fn plugin_version(&self) -> &str {
+        &self.plugin.manifest().version
+    }
+
+    /// Whether the action type is idempotent.
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// Runs on this execution id (one already announced to a client).
+    pub fn with_execution_id(mut self, id: String) -> Self {
+        self.command.execution_id = Some(id);
+        self
+    }
 }
 
 /// The one execution pipeline.
@@ -196,15 +338,128 @@ impl Pipeline {
             .filter(|r| r.tenant_id == tenant_id))
     }
 
-    /// Runs one execution and stores its record durably.
+    /// Runs one execution and stores its record durably. A request that
+    /// cannot run reports its first unmet requirement.
     pub async fn execute(&self, command: ExecuteCommand) -> Result<ExecutionRecord, PipelineError> {
+        let prepared = self
+            .prepare(command)
+            .await
+            .map_err(|mut unmet| unmet.swap_remove(0))?;
+        self.run(prepared).await
+    }
+
+    /// Finds the plugin, resolves the account and checks the params and the
+    /// approval, collecting every unmet requirement (never empty on `Err`).
+    pub async fn prepare(&self, command: ExecuteCommand) -> Result<Prepared, Vec<PipelineError>> {
+        let plugin = self.plugin_of(&command).map_err(|err| vec![err])?;
+        let manifest = plugin.manifest();
+        let Some(info) = manifest.action_type(&command.action_type) else {
+            return Err(vec![self.unknown(&command.action_type)]);
+        };
+        let needs_account = info
+            .auth_schemes
+            .iter()
+            .any(|scheme| *scheme != AuthScheme::None);
+        let account_optional =
+            info.auth_schemes.is_empty() || info.auth_schemes.contains(&AuthScheme::None);
+        let idempotent = info.idempotent;
+        let mut unmet = Vec::new();
+
+        // 1. The account, in SPEC.md's order, unless the request brings its own credentials.
+        let mut command = command;
+        let inline = command.inline_auth.is_some();
+        let mut inline_metadata = None;
+        let mut account = None;
+        let mut grant = Grant::default();
+        match command.inline_auth.take() {
+            Some(auth) => {
+                if command.lookup.connected_account_id.is_some()
+                    || command.lookup.entity_id.is_some()
+                {
+                    match self
+                        .accounts
+                        .resolve(&command.tenant_id, &manifest.name, &command.lookup)
+                    {
+                        Ok(found) => account = Some(found),
+                        Err(err) => unmet.push(err.into()),
+                    }
+                }
+                match auth.into_grant() {
+                    Ok((inline_grant, metadata)) => {
+                        grant = inline_grant;
+                        inline_metadata = metadata;
+                    }
+                    Err(err) => unmet.push(err.into()),
+                }
+            }
+            None if needs_account => {
+                match self
+                    .accounts
+                    .resolve(&command.tenant_id, &manifest.name, &command.lookup)
+                {
+                    Ok(found) => match self.accounts.grant(&found).await {
+                        Ok(account_grant) => {
+                            grant = account_grant;
+                            account = Some(found);
+                        }
+                        Err(err) => unmet.push(err.into()),
+                    },
+                    Err(AccountError::Required(_)) if account_optional => {}
+                    Err(err) => unmet.push(err.into()),
+                }
+            }
+            None => {}
+        }
+
+        // 2. The params: schema, then the plugin's own rules.
+        match plugin.check_params(&command.action_type, &command.params) {
+            Err(fields) => unmet.push(PipelineError::InvalidParams(fields)),
+            Ok(()) => match plugin.validate(&command.action_type, &command.params).await {
+                Ok(Ok(())) => {}
+                Ok(Err(fields)) => unmet.push(PipelineError::InvalidParams(fields)),
+                Err(fault) => unmet.push(PipelineError::ValidateFault(fault.kind.to_string())),
+            },
+        }
+
+        // 3. The approval, bound to the exact params.
+        if let Some(approved) = &command.approved_hash {
+            let actual = params_hash(&command.params);
+            if approved.is_empty() {
+                unmet.push(PipelineError::AwaitingApproval);
+            } else if &actual != approved {
+                unmet.push(PipelineError::NotApproved {
+                    approved: approved.clone(),
+                    actual,
+                });
+            }
+        }
+
+        if !unmet.is_empty() {
+            return Err(unmet);
+        }
+        Ok(Prepared {
+            plugin,
+            idempotent,
+            account,
+            grant,
+            inline,
+            inline_metadata,
+            command,
+        })
+    }
+
+    fn unknown(&self, action_type: &str) -> PipelineError {
+        PipelineError::UnknownAction {
+            action_type: action_type.to_owned(),
+            known: self.registry.action_types().join(", "),
+        }
+    }
+
+    fn plugin_of(&self, command: &ExecuteCommand) -> Result<Plugin, PipelineError> {
         let plugin = self
             .registry
             .plugin_for(&command.action_type)
-            .ok_or_else(|| PipelineError::UnknownAction {
-                action_type: command.action_type.clone(),
-                known: self.registry.action_types().join(", "),
-            })?
+            .ok_or_else(|| self.unknown(&command.action_type))?
             .clone();
         let manifest = plugin.manifest();
         if let Some(version) = &command.version
@@ -224,75 +479,38 @@ impl Pipeline {
                 command.action_type, manifest.name
             )));
         }
-        let info = manifest.action_type(&command.action_type).ok_or_else(|| {
-            PipelineError::UnknownAction {
-                action_type: command.action_type.clone(),
-                known: self.registry.action_types().join(", "),
-            }
-        })?;
-        let needs_account = info
-            .auth_schemes
-            .iter()
-            .any(|scheme| *scheme != AuthScheme::None);
-        let account_optional =
-            info.auth_schemes.is_empty() || info.auth_schemes.contains(&AuthScheme::None);
+        Ok(plugin)
+    }
 
-        // 1. The account, in SPEC.md's order, unless the request brings its own credentials.
-        let inline = command.inline_auth.is_some();
-        let mut inline_metadata = None;
-        let (account, grant) = match command.inline_auth {
-            Some(auth) => {
-                let account = match (
-                    &command.lookup.connected_account_id,
-                    &command.lookup.entity_id,
-                ) {
-                    (None, None) => None,
-                    _ => Some(self.accounts.resolve(
-                        &command.tenant_id,
-                        &manifest.name,
-                        &command.lookup,
-                    )?),
-                };
-                let (grant, metadata) = auth.into_grant()?;
-                inline_metadata = metadata;
-                (account, grant)
-            }
-            None if needs_account => {
-                match self
-                    .accounts
-                    .resolve(&command.tenant_id, &manifest.name, &command.lookup)
-                {
-                    Ok(account) => {
-                        let grant = self.accounts.grant(&account).await?;
-                        (Some(account), grant)
-                    }
-                    Err(AccountError::Required(_)) if account_optional => (None, Grant::default()),
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            None => (None, Grant::default()),
-        };
-
-        // 2. The params: schema, then the plugin's own rules.
-        plugin
-            .check_params(&command.action_type, &command.params)
-            .map_err(PipelineError::InvalidParams)?;
-        match plugin.validate(&command.action_type, &command.params).await {
-            Ok(Ok(())) => {}
-            Ok(Err(fields)) => return Err(PipelineError::InvalidParams(fields)),
-            Err(fault) => return Err(PipelineError::ValidateFault(fault.kind.to_string())),
-        }
-
-        // 3. The sandbox.
-        let id = new_id("exe");
+    /// Runs a prepared execution in the sandbox and stores its record
+    /// durably before returning it.
+    pub async fn run(&self, prepared: Prepared) -> Result<ExecutionRecord, PipelineError> {
+        let Prepared {
+            plugin,
+            idempotent,
+            account,
+            grant,
+            inline,
+            inline_metadata,
+            command,
+        } = prepared;
+        let manifest = plugin.manifest();
+        let id = command
+            .execution_id
+            .clone()
+            .unwrap_or_else(|| new_id("exe"));
+        let idempotency_key = command
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| id.clone());
         let started_at = now();
         let started = Instant::now();
         let request = ExecuteRequest {
-            action_id: id.clone(),
+            action_id: command.action_id.clone().unwrap_or_else(|| id.clone()),
             action_type: command.action_type.clone(),
             params: command.params.clone(),
-            attempt: 1,
-            idempotency_key: id.clone(),
+            attempt: command.attempt,
+            idempotency_key: idempotency_key.clone(),
             account: match (&account, inline_metadata) {
                 (Some(a), _) => Some(AccountInfo {
                     id: a.id.clone(),
@@ -314,7 +532,7 @@ impl Pipeline {
         };
         let result = plugin.execute(request, Arc::new(grant)).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (status, output, error, log): (_, _, _, ExecutionLog) = match result {
+        let (status, output, mut error, log): (_, _, _, ExecutionLog) = match result {
             Ok(execution) => match execution.outcome {
                 Ok(output) => (
                     ExecutionStatus::Succeeded,
@@ -344,6 +562,30 @@ impl Pipeline {
             ),
         };
 
+        // A request that went out and got no answer may have been processed:
+        // for a type that is not idempotent, that is not a failure to retry.
+        if !idempotent
+            && let Some(failure) = &mut error
+            && failure.code != "rate_limited"
+            && let Some(call) = log
+                .outbound
+                .iter()
+                .rev()
+                .find(|c| c.sent && c.status.is_none())
+        {
+            *failure = ErrorInfo {
+                code: "outcome_unknown".into(),
+                message: format!(
+                    "{} {}{} was sent and no answer came ({}); the provider may have acted on it, so it is not retried automatically; check with the provider, then resolve the action",
+                    call.method, call.host, call.path, failure.message
+                ),
+                retryable: false,
+                retry_after_ms: None,
+                fault: failure.fault.clone(),
+                fields: Vec::new(),
+            };
+        }
+
         // A provider that rejects a stored credential expires the account.
         if let (Some(account), Some(error)) = (&account, &error)
             && error.code == "unauthorized"
@@ -359,13 +601,15 @@ impl Pipeline {
         let record = ExecutionRecord {
             id,
             tenant_id: command.tenant_id,
+            action_id: command.action_id,
+            transition: default_transition(),
             action_type: command.action_type,
             plugin: manifest.name.clone(),
             plugin_version: manifest.version.clone(),
             params: command.params,
             account_id: account.map(|a| a.id),
             inline_credentials: inline,
-            attempt: 1,
+            attempt: command.attempt,
             status,
             output,
             error,
@@ -375,20 +619,70 @@ impl Pipeline {
             performed_by: command.performed_by,
             key_id: command.key_id,
             session_info: command.session_info,
+            idempotency_key: Some(idempotency_key),
             started_at,
             finished_at: now(),
             duration_ms,
         };
-        self.records.insert(&record)?;
+        self.records.put(&record)?;
         self.records.durable().await?;
         tracing::info!(
             execution = %record.id,
+            action = record.action_id.as_deref().unwrap_or("-"),
             action_type = %record.action_type,
             status = ?record.status,
             duration_ms,
             "executed"
         );
         Ok(record)
+    }
+
+    /// The record of an attempt that could not start (its requirements
+    /// failed when it was due), stored like any other.
+    pub async fn record_refusal(
+        &self,
+        command: &ExecuteCommand,
+        error: &PipelineError,
+    ) -> Result<ExecutionRecord, StoreError> {
+        let at = now();
+        let record = ExecutionRecord {
+            id: command
+                .execution_id
+                .clone()
+                .unwrap_or_else(|| new_id("exe")),
+            tenant_id: command.tenant_id.clone(),
+            action_id: command.action_id.clone(),
+            transition: default_transition(),
+            action_type: command.action_type.clone(),
+            plugin: String::new(),
+            plugin_version: String::new(),
+            params: command.params.clone(),
+            account_id: None,
+            inline_credentials: false,
+            attempt: command.attempt,
+            status: ExecutionStatus::Failed,
+            output: None,
+            error: Some(error.info()),
+            log: Vec::new(),
+            log_truncated_bytes: 0,
+            trace: None,
+            performed_by: command.performed_by.clone(),
+            key_id: command.key_id.clone(),
+            session_info: None,
+            idempotency_key: command.idempotency_key.clone(),
+            started_at: at.clone(),
+            finished_at: at,
+            duration_ms: 0,
+        };
+        self.records.put(&record)?;
+        self.records.durable().await?;
+        Ok(record)
+    }
+
+    /// Stores a record as it is (a pending execution, or a reviewer's
+    /// transition), without flushing: the caller's transaction does.
+    pub fn records(&self) -> &Records {
+        &self.records
     }
 }
 

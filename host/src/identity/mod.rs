@@ -372,6 +372,34 @@ impl Identity {
         Ok(MintedKey { record, secret })
     }
 
+    /// A user of the tenant, by e-mail address (any case) or `usr_…` id,
+    /// with the scopes of their keys that are not revoked.
+    pub fn user_with_scopes(
+        &self,
+        tenant_id: &str,
+        who: &str,
+    ) -> Result<Option<(User, Vec<Scope>)>, StoreError> {
+        let user = match self.records.get::<User>(who)? {
+            Some(user) if user.tenant_id == tenant_id => Some(user),
+            _ => self.records.get_by::<User>(
+                "users_by_email",
+                &format!("{tenant_id}\0{}", who.to_ascii_lowercase()),
+            )?,
+        };
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let mut scopes: Vec<Scope> = self
+            .keys(tenant_id)?
+            .into_iter()
+            .filter(|k| k.user_id == user.id && k.revoked_at.is_none())
+            .flat_map(|k| k.scopes)
+            .collect();
+        scopes.sort_by_key(|s| s.as_str());
+        scopes.dedup();
+        Ok(Some((user, scopes)))
+    }
+
     /// The keys of a tenant.
     pub fn keys(&self, tenant_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         self.records.list_by("api_keys_by_tenant", tenant_id)

@@ -187,11 +187,26 @@ impl LogSink {
         self.state().push(level, source, message);
     }
 
-    /// Notes an outbound request in the trace.
-    pub fn record_call(&self, call: OutboundCall) {
+    /// Notes an outbound request in the trace; returns its slot for
+    /// [`LogSink::settle_call`], or `None` past the cap.
+    pub fn record_call(&self, call: OutboundCall) -> Option<usize> {
         let mut state = self.state();
         if state.log.outbound.len() < MAX_CALLS {
             state.log.outbound.push(call);
+            Some(state.log.outbound.len() - 1)
+        } else {
+            None
+        }
+    }
+
+    /// Completes a call noted in flight: its status (none when no answer
+    /// came) and duration. A call never settled stays `sent` without a
+    /// status: the provider may have processed it.
+    pub fn settle_call(&self, slot: Option<usize>, status: Option<u16>, duration_ms: u64) {
+        let mut state = self.state();
+        if let Some(call) = slot.and_then(|i| state.log.outbound.get_mut(i)) {
+            call.status = status;
+            call.duration_ms = duration_ms;
         }
     }
 

@@ -300,14 +300,15 @@ async fn deliver(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
-    let record = |status: Option<u16>, sent: bool| {
+    // Failures before the request is written: it never reached the provider.
+    let record_unsent = || {
         log.record_call(OutboundCall {
             method: method.to_string(),
             host: destination.host.clone(),
             path: path.clone(),
-            status,
+            status: None,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            sent,
+            sent: false,
         });
     };
 
@@ -319,11 +320,11 @@ async fn deliver(
                 LogSource::Host,
                 &format!("{method} {destination}{path}: connect failed: {err}"),
             );
-            record(None, false);
+            record_unsent();
             return Err(HttpError::ConnectionRefused);
         }
         Err(_) => {
-            record(None, false);
+            record_unsent();
             return Err(HttpError::ConnectionTimeout);
         }
     };
@@ -332,7 +333,7 @@ async fn deliver(
         match tls_connect(stream, &destination.host, *connect_timeout).await {
             Ok(stream) => Box::new(stream),
             Err(err) => {
-                record(None, false);
+                record_unsent();
                 return Err(err);
             }
         }
@@ -348,16 +349,28 @@ async fn deliver(
     let (mut sender, connection) = match handshake {
         Ok(Ok(pair)) => pair,
         Ok(Err(err)) => {
-            record(None, false);
+            record_unsent();
             return Err(HttpError::from(err));
         }
         Err(_) => {
-            record(None, false);
+            record_unsent();
             return Err(HttpError::ConnectionTimeout);
         }
     };
     let connection = tokio::spawn(connection);
 
+    // From here the request may reach the provider: it is noted as sent
+    // before the first byte goes out, so an execution cut short while it
+    // waits (its deadline, a shutdown) still shows a request in flight.
+    let slot = log.record_call(OutboundCall {
+        method: method.to_string(),
+        host: destination.host.clone(),
+        path: path.clone(),
+        status: None,
+        duration_ms: 0,
+        sent: true,
+    });
+    let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let response =
         match tokio::time::timeout(*first_byte_timeout, sender.send_request(request)).await {
             Ok(Ok(response)) => response,
@@ -367,7 +380,7 @@ async fn deliver(
                     LogSource::Host,
                     &format!("{method} {destination}{path}: {err}"),
                 );
-                record(None, true);
+                log.settle_call(slot, None, elapsed_ms());
                 return Err(HttpError::from(err));
             }
             Err(_) => {
@@ -376,7 +389,7 @@ async fn deliver(
                     LogSource::Host,
                     &format!("{method} {destination}{path}: no response in time"),
                 );
-                record(None, true);
+                log.settle_call(slot, None, elapsed_ms());
                 return Err(HttpError::HttpResponseTimeout);
             }
         };
@@ -389,7 +402,7 @@ async fn deliver(
             started.elapsed().as_millis()
         ),
     );
-    record(Some(response.status().as_u16()), true);
+    log.settle_call(slot, Some(response.status().as_u16()), elapsed_ms());
     let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
     let worker: Worker = Box::new(async move {
         match connection.await {

@@ -201,6 +201,16 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    /// A problem at `path` (a JSON Pointer).
+    pub fn new(path: &str, message: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {

@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::actions::SchedulerConfig;
 use crate::runtime::Limits;
 
 /// How logs are written.
@@ -60,6 +61,8 @@ pub struct ServeConfig {
     pub extra_hosts: Vec<String>,
     /// Default sandbox limits of plugins.
     pub limits: Limits,
+    /// The scheduler, retries and idempotency keys (`[scheduler]`).
+    pub scheduler: SchedulerConfig,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -78,6 +81,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("log_format", &self.log_format)
             .field("allow_private_network", &self.allow_private_network)
             .field("extra_hosts", &self.extra_hosts)
+            .field("scheduler", &self.scheduler)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +103,7 @@ impl Default for ServeConfig {
             allow_private_network: false,
             extra_hosts: Vec::new(),
             limits: Limits::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -141,6 +146,7 @@ const SETTINGS: &[&str] = &[
     "allow_private_network",
     "extra_hosts",
     "limits",
+    "scheduler",
 ];
 
 impl ServeConfig {
@@ -161,7 +167,7 @@ impl ServeConfig {
                 SETTINGS.contains(&top)
             }))
             .merge(Serialized::defaults(overrides));
-        figment.extract::<ServeConfig>().map_err(|err| {
+        let config = figment.extract::<ServeConfig>().map_err(|err| {
             let mut message = String::new();
             for error in err {
                 if !message.is_empty() {
@@ -170,7 +176,12 @@ impl ServeConfig {
                 message.push_str(&error.to_string());
             }
             format!("invalid configuration: {message}")
-        })
+        })?;
+        config
+            .scheduler
+            .check()
+            .map_err(|message| format!("invalid configuration: {message}"))?;
+        Ok(config)
     }
 
     /// Where compiled components are cached.

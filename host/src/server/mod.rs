@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Instrument as _;
 
 use crate::accounts::{Accounts, KeySource, SecretBox};
+use crate::actions::Actions;
 use crate::api::{ApiSettings, AppState};
 use crate::executions::Pipeline;
 use crate::identity::{Identity, bootstrap};
@@ -121,10 +122,20 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         format!("{}/api/v1/auth/callback", public_url.trim_end_matches('/')),
     );
     let pipeline = Pipeline::new(registry, accounts.clone(), records.clone());
+    let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
+    let (rescheduled, unknown) = actions.recover().await?;
+    if rescheduled + unknown > 0 {
+        tracing::warn!(
+            rescheduled,
+            outcome_unknown = unknown,
+            "recovered actions the last run left executing: idempotent types run again, the others wait for an operator (POST /v1/actions/{{id}}/resolve)"
+        );
+    }
     let state = AppState {
         identity,
         accounts,
         pipeline,
+        actions: actions.clone(),
         settings: Arc::new(ApiSettings {
             max_body_bytes: config.max_body_bytes,
         }),
@@ -173,6 +184,11 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         }
         .in_current_span(),
     );
+    let scheduler = tokio::spawn({
+        let actions = actions.clone();
+        let stop = stop_rx.clone();
+        async move { actions.run_scheduler(stop).await }.in_current_span()
+    });
     let mut graceful = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|stop| *stop).await;
@@ -187,6 +203,13 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         } => {
             tracing::warn!(timeout_ms = timeout.as_millis() as u64, "in-flight requests did not finish in time; closing them");
         }
+    }
+    // The scheduler has stopped claiming; let the runs in flight finish.
+    let _ = scheduler.await;
+    if !actions.drain(timeout).await {
+        tracing::warn!(
+            "some action runs did not finish in time; they will be recovered at the next start"
+        );
     }
     store.flush_blocking()?;
     tracing::info!("stopped; the store is flushed");

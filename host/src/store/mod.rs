@@ -138,6 +138,16 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Every key starting with `prefix`, in key order.
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// At most `limit` keys starting with `prefix` and not below `start`, in key order.
+    fn scan_from(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// How many keys start with `prefix`.
+    fn count_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<usize>;
     /// Runs `body` atomically; it may run more than once on a conflict.
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()>;
     /// Resolves once every write made before the call is on disk.
@@ -262,6 +272,64 @@ impl Records {
         Ok(records)
     }
 
+    /// The ids a multi index holds under `value`, in id order.
+    pub fn ids_by(&self, index: &'static str, value: &str) -> Result<Vec<String>> {
+        let prefix = IndexEntry::multi(index, value).key("");
+        Ok(self
+            .store
+            .scan_prefix(Tree::Indexes, &prefix)?
+            .into_iter()
+            .map(|(key, _)| String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+            .collect())
+    }
+
+    /// How many records a multi index holds under `value`.
+    pub fn count_by(&self, index: &'static str, value: &str) -> Result<usize> {
+        let prefix = IndexEntry::multi(index, value).key("");
+        self.store.count_prefix(Tree::Indexes, &prefix)
+    }
+
+    /// The first `limit` entries of a multi index whose value is not below
+    /// `from`, in (value, id) order: `(value, id)` pairs. Values must not
+    /// contain `\0` for the split to be exact; ordered indexes (such as due
+    /// times) use fixed-width values.
+    pub fn scan_index(
+        &self,
+        index: &'static str,
+        from: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let prefix = format!("{index}\0").into_bytes();
+        let start = format!("{index}\0{from}").into_bytes();
+        Ok(self
+            .store
+            .scan_from(Tree::Indexes, &prefix, &start, limit)?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let (value, id) = rest.rsplit_once('\0')?;
+                Some((value.to_owned(), id.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Runs `body` as one atomic transaction over any records. `body` may run
+    /// more than once on a conflict, so it must not have side effects outside
+    /// the transaction. A domain-level refusal is best returned as
+    /// `Ok(Err(..))` *before* any write, which commits nothing.
+    pub fn transaction<T>(&self, body: impl Fn(&RecordTx<'_>) -> Result<T, TxError>) -> Result<T> {
+        let result = std::sync::Mutex::new(None);
+        self.store.transact(&|tx| {
+            let value = body(&RecordTx { tx })?;
+            *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+            Ok(())
+        })?;
+        result
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .ok_or_else(|| StoreError::Storage("transaction ended without a result".into()))
+    }
+
     /// Writes a new record; fails if its id or a unique index value is taken.
     pub fn insert<R: Record>(&self, record: &R) -> Result<()> {
         self.write(record, true)
@@ -349,6 +417,71 @@ impl Records {
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.store
             .transact(&|tx| tx.insert(Tree::Meta, key.as_bytes(), value))
+    }
+}
+
+/// Typed records inside [`Records::transaction`].
+pub struct RecordTx<'a> {
+    tx: &'a dyn Tx,
+}
+
+impl RecordTx<'_> {
+    /// The record with this id, as the transaction sees it.
+    pub fn get<R: Record>(&self, id: &str) -> Result<Option<R>, TxError> {
+        let key = record_key(R::COLLECTION, id);
+        match self.tx.get(Tree::Records, &key)? {
+            Some(bytes) => Ok(Some(decode(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The record a unique index names for `value`.
+    pub fn get_by<R: Record>(
+        &self,
+        index: &'static str,
+        value: &str,
+    ) -> Result<Option<R>, TxError> {
+        let key = IndexEntry::unique(index, value).key("");
+        match self.tx.get(Tree::Indexes, &key)? {
+            Some(id) => self.get(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a new record; fails if its id or a unique index value is taken.
+    pub fn insert<R: Record>(&self, record: &R) -> Result<(), TxError> {
+        if self
+            .tx
+            .get(Tree::Records, &record_key(R::COLLECTION, record.id()))?
+            .is_some()
+        {
+            return Err(StoreError::Duplicate {
+                index: R::COLLECTION,
+                value: record.id().to_owned(),
+                owner: record.id().to_owned(),
+            }
+            .into());
+        }
+        write_in::<R>(self.tx, None, record)
+    }
+
+    /// Writes a record over the stored one, moving its index entries.
+    pub fn put<R: Record>(&self, record: &R) -> Result<(), TxError> {
+        let old = self.get::<R>(record.id())?;
+        write_in(self.tx, old.as_ref(), record)
+    }
+
+    /// Removes a record and its index entries.
+    pub fn remove<R: Record>(&self, id: &str) -> Result<Option<R>, TxError> {
+        let Some(old) = self.get::<R>(id)? else {
+            return Ok(None);
+        };
+        for entry in old.indexes() {
+            self.tx.remove(Tree::Indexes, &entry.key(id))?;
+        }
+        self.tx
+            .remove(Tree::Records, &record_key(R::COLLECTION, id))?;
+        Ok(Some(old))
     }
 }
 

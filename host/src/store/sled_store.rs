@@ -156,6 +156,34 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn scan_from(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree(tree)
+            .range(start..)
+            .take_while(|entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
+            .map(|entry| {
+                entry
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|err| storage(&self.inner.path, err))
+            })
+            .collect()
+    }
+
+    fn count_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<usize> {
+        let mut count = 0;
+        for key in self.tree(tree).scan_prefix(prefix).keys() {
+            key.map_err(|err| storage(&self.inner.path, err))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()> {
         let inner = &self.inner;
         let result = (&inner.records, &inner.indexes, &inner.meta).transaction(

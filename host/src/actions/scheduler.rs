@@ -1,0 +1,283 @@
+//! The scheduler inside the server: runs due `scheduled` actions by
+//! themselves, earliest due first, from the time-ordered `actions_due`
+//! index, under a global and a per-tenant concurrency cap.
+//!
+//! It sleeps until the earliest due time (or `poll_interval`, whichever is
+//! sooner) and is woken early whenever an action becomes due sooner or a
+//! run finishes. A tenant at its cap is passed over, not waited for, so one
+//! busy tenant never holds up another's due actions.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ActionError, Actions, Actor, epoch_ms};
+
+/// How many due entries one page of a pass reads.
+const PASS: usize = 256;
+/// How many pages one pass reads at most.
+const PAGES: usize = 16;
+
+/// Settings of the scheduler and of retries (`[scheduler]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Run due actions without being asked (default true). With false,
+    /// only `POST /v1/actions/process` runs them.
+    pub enabled: bool,
+    /// Runs in flight at once, over all tenants (default 32).
+    pub concurrency: usize,
+    /// Runs in flight at once per tenant (default 8).
+    pub per_tenant: usize,
+    /// Attempts per action before a retryable failure is final (default 5).
+    pub max_attempts: u32,
+    /// The first retry's delay; each further one doubles it (default 1s).
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// The longest delay between attempts (default 5m).
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// The longest the scheduler sleeps between looks at the due index (default 1s).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long idempotency keys are kept (default 24h; never less).
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            concurrency: 32,
+            per_tenant: 8,
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// Checks the values, naming a bad one.
+    pub fn check(&self) -> Result<(), String> {
+        if self.concurrency == 0 || self.per_tenant == 0 {
+            return Err("scheduler.concurrency and scheduler.per_tenant must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            return Err("scheduler.max_attempts must be at least 1".into());
+        }
+        if self.poll_interval.is_zero() {
+            return Err("scheduler.poll_interval must be more than 0".into());
+        }
+        if self.idempotency_ttl < Duration::from_secs(24 * 3600) {
+            return Err("scheduler.idempotency_ttl must be at least 24h".into());
+        }
+        Ok(())
+    }
+
+    /// The delay before the attempt after `attempt`: exponential from
+    /// `backoff_base`, capped at `backoff_max`, with full jitter over its
+    /// upper half, and never less than the provider's Retry-After.
+    pub fn backoff(&self, attempt: u32, retry_after_ms: Option<u64>) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let ceiling = self
+            .backoff_base
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max);
+        let fraction = f64::from(u32::from_le_bytes(crate::identity::random_bytes::<4>()))
+            / f64::from(u32::MAX);
+        let jittered = ceiling.mul_f64(0.5 + 0.5 * fraction);
+        let floor = Duration::from_millis(retry_after_ms.unwrap_or(0));
+        jittered.max(floor)
+    }
+}
+
+impl Actions {
+    /// Runs the scheduler until `stop` turns true.
+    pub async fn run_scheduler(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let config = self.config().clone();
+        if !config.enabled {
+            tracing::info!("scheduler disabled: due actions run on POST /v1/actions/process only");
+            return;
+        }
+        let global = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
+        let mut last_sweep = std::time::Instant::now();
+        tracing::info!(
+            concurrency = config.concurrency,
+            per_tenant = config.per_tenant,
+            "scheduler started"
+        );
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let next_due = match self.pass(&global).await {
+                Ok(next) => next,
+                Err(err) => {
+                    tracing::error!(%err, "scheduler pass failed; retrying shortly");
+                    None
+                }
+            };
+            if last_sweep.elapsed() > Duration::from_secs(60) {
+                last_sweep = std::time::Instant::now();
+                match self.idempotency().sweep(config.idempotency_ttl) {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "expired idempotency keys removed"),
+                    Err(err) => tracing::warn!(%err, "idempotency key sweep failed"),
+                }
+            }
+            let now = epoch_ms(SystemTime::now());
+            let sleep = next_due
+                .map_or(config.poll_interval, |due| {
+                    Duration::from_millis(due.saturating_sub(now))
+                })
+                .min(config.poll_interval);
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    /// One look at the head of the due index: claims and starts what it
+    /// may. Returns the next due time it saw that is still in the future.
+    async fn pass(&self, global: &Arc<tokio::sync::Semaphore>) -> Result<Option<u64>, ActionError> {
+        let now = epoch_ms(SystemTime::now());
+        let scheduler = Actor::System {
+            name: "scheduler".into(),
+        };
+        // Page on past tenants at their cap, so their backlog never hides
+        // another tenant's due actions.
+        let mut from = String::new();
+        for _page in 0..PAGES {
+            let due = self.records().scan_index("actions_due", &from, PASS)?;
+            let full = due.len() == PASS;
+            for (value, id) in due {
+                from = format!("{value}\0{id}\0");
+                let Ok(due_ms) = value.parse::<u64>() else {
+                    continue;
+                };
+                if due_ms > now {
+                    return Ok(Some(due_ms));
+                }
+                let Ok(permit) = global.clone().try_acquire_owned() else {
+                    // At the global cap: a finishing run wakes us.
+                    return Ok(None);
+                };
+                let Some(action) = self.records().get::<super::Action>(&id)? else {
+                    continue;
+                };
+                let Some(slot) = self.tenant_slot(&action.tenant_id) else {
+                    continue;
+                };
+                match self.claim(&id, &scheduler, None, true).await {
+                    Ok(claimed) => {
+                        let this = self.clone();
+                        let actor = scheduler.clone();
+                        self.inner.tasks.spawn(async move {
+                            let _permit = permit;
+                            let _slot = slot;
+                            this.run_claimed(claimed, &actor, None).await;
+                        });
+                    }
+                    // Claimed by a caller meanwhile, or not due after all.
+                    Err(ActionError::Forbidden(_) | ActionError::NotFound(_)) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Actions {
+    /// One of the tenant's run slots, if it has one free.
+    fn tenant_slot(&self, tenant: &str) -> Option<TenantSlot> {
+        let mut per_tenant = self
+            .inner
+            .per_tenant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let running = per_tenant.entry(tenant.to_owned()).or_default();
+        if *running >= self.config().per_tenant {
+            return None;
+        }
+        *running += 1;
+        Some(TenantSlot {
+            actions: self.clone(),
+            tenant: tenant.to_owned(),
+        })
+    }
+}
+
+/// A tenant's running count, given back when the run ends; also wakes the
+/// scheduler, which may have passed over that tenant's due actions.
+struct TenantSlot {
+    actions: Actions,
+    tenant: String,
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut per_tenant = self
+            .actions
+            .inner
+            .per_tenant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = per_tenant.get_mut(&self.tenant) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                per_tenant.remove(&self.tenant);
+            }
+        }
+        drop(per_tenant);
+        self.actions.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_caps_and_honours_retry_after() {
+        let config = SchedulerConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            ..SchedulerConfig::default()
+        };
+        for _ in 0..50 {
+            let first = config.backoff(1, None);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = config.backoff(3, None);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let capped = config.backoff(30, None);
+            assert!(capped >= Duration::from_millis(500) && capped <= Duration::from_millis(1000));
+            assert!(config.backoff(1, Some(5000)) >= Duration::from_millis(5000));
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let zero = SchedulerConfig {
+            max_attempts: 0,
+            ..SchedulerConfig::default()
+        };
+        assert!(zero.check().unwrap_err().contains("max_attempts"));
+        let short = SchedulerConfig {
+            idempotency_ttl: Duration::from_secs(60),
+            ..SchedulerConfig::default()
+        };
+        assert!(short.check().unwrap_err().contains("idempotency_ttl"));
+    }
+}
