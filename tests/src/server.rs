@@ -218,7 +218,16 @@ impl Server {
         }
     }
 
-    /// Stops the server and starts it again on the same data directory.
+    /// Kills the process with SIGKILL, as a crash or power loss would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server (unless already stopped or killed) and starts it
+    /// again on the same data directory.
     pub fn restart(mut self) -> Self {
         self.stop();
         let mut options = self.options.clone();

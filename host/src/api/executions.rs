@@ -16,6 +16,10 @@ pub struct ExecutionView {
     status: &'static str,
     /// The failure, as a one-element list (Flowdash's shape).
     errors: Vec<ErrorInfo>,
+    /// The stored action it belongs to, if any.
+    action_id: Option<String>,
+    /// `execute`, or the reviewer's transition it recorded.
+    transition: String,
     action_type: String,
     plugin: String,
     plugin_version: String,
@@ -39,6 +43,8 @@ pub struct ExecutionView {
     key_id: String,
     #[schema(value_type = Option<Object>)]
     session_info: Option<serde_json::Value>,
+    /// The key the plugin was given for provider-side deduplication.
+    idempotency_key: Option<String>,
     started_at: String,
     finished_at: String,
     duration_ms: u64,
@@ -54,6 +60,8 @@ impl From<ExecutionRecord> for ExecutionView {
                 ExecutionStatus::Failed => "Fail",
             },
             errors: record.error.into_iter().collect(),
+            action_id: record.action_id,
+            transition: record.transition,
             action_type: record.action_type,
             plugin: record.plugin,
             plugin_version: record.plugin_version,
@@ -69,6 +77,7 @@ impl From<ExecutionRecord> for ExecutionView {
             performed_by: record.performed_by,
             key_id: record.key_id,
             session_info: record.session_info,
+            idempotency_key: record.idempotency_key,
             started_at: record.started_at,
             finished_at: record.finished_at,
             duration_ms: record.duration_ms,
