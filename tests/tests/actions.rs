@@ -970,3 +970,87 @@ fn kill_9_while_executing_then_restart_recovers_every_action_by_the_rule() {
     later["description"] = json!("after the restart");
     create(&server, &later);
 }
+
+#[test]
+fn the_actions_cli_lists_shows_approves_rejects_and_cancels_on_a_running_server() {
+    let server = Server::start_with(no_scheduler());
+    let waiting = create(
+        &server,
+        &json!({ "type": "noop", "params": {}, "identity_id": "cli", "require_approval": true, "description": "from the cli test" }),
+    );
+    let other = create(
+        &server,
+        &json!({ "type": "noop", "params": {}, "identity_id": "cli", "require_approval": true }),
+    );
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(actionhost_tests::actionhost_bin())
+            .arg("actions")
+            .args(args)
+            .env("ACTIONHOST_URL", &server.url)
+            .env("ACTIONHOST_KEY", &server.admin_key)
+            .output()
+            .expect("runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, table, _) = cli(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        table.contains(&waiting) && table.contains("pending_approval"),
+        "{table}"
+    );
+    assert!(table.contains("2 of 2"), "{table}");
+    let (code, json_out, _) = cli(&["list", "--json", "--status", "pending_approval"]);
+    assert_eq!(code, Some(0));
+    let listed: Value = serde_json::from_str(&json_out).expect("--json prints the API's JSON");
+    assert_eq!(listed["pagination"]["total_items"], 2);
+
+    let (code, shown, _) = cli(&["approve", &waiting, "--comment", "ok from cli"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("scheduled") && shown.contains("ok from cli"),
+        "{shown}"
+    );
+    let (code, _, error) = cli(&["reject", &waiting]);
+    assert_eq!(code, Some(1));
+    assert!(
+        error.contains("409") && error.contains("scheduled"),
+        "{error}"
+    );
+    let (code, shown, _) = cli(&["cancel", &other, "--comment", "not needed"]);
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("cancelled"), "{shown}");
+    let (code, shown, _) = cli(&["get", &waiting]);
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("allowed now: cancel, execute"), "{shown}");
+    let (code, _, error) = cli(&["get", "act_missing"]);
+    assert_eq!(code, Some(1));
+    assert!(error.contains("404"), "{error}");
+
+    let output = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args(["actions", "list", "--url", &server.url])
+        .env_remove("ACTIONHOST_KEY")
+        .output()
+        .expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a missing key is a usage error"
+    );
+    let output = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args([
+            "actions",
+            "list",
+            "--url",
+            &server.url,
+            "--key",
+            "ahk_wrong",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
+}

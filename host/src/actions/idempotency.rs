@@ -251,29 +251,16 @@ mod tests {
 
     #[test]
     fn the_hash_ignores_key_order_and_whitespace_but_not_the_path() {
-        let a = KeyedRequest::new(
-            "k-1",
-            "POST",
-            "/v1/actions",
-            &serde_json::from_str(r#"{"a": 1, "b": [1, 2]}"#).unwrap(),
-        )
-        .unwrap();
-        let b = KeyedRequest::new(
-            "k-1",
-            "POST",
-            "/v1/actions",
-            &serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap(),
-        )
-        .unwrap();
-        let c = KeyedRequest::new(
-            "k-1",
-            "POST",
-            "/v1/executions",
-            &serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(a.request_hash, b.request_hash);
-        assert_ne!(a.request_hash, c.request_hash);
+        let hash = |path: &str, body: &str| {
+            let body = serde_json::from_str(body).expect("json");
+            KeyedRequest::new("k-1", "POST", path, &body)
+                .expect("valid key")
+                .request_hash
+        };
+        let a = hash("/v1/actions", r#"{"a": 1, "b": [1, 2]}"#);
+        assert_eq!(a, hash("/v1/actions", r#"{"b":[1,2],"a":1}"#));
+        assert_ne!(a, hash("/v1/executions", r#"{"b":[1,2],"a":1}"#));
+        assert_ne!(a, hash("/v1/actions", r#"{"a": 2, "b": [1, 2]}"#));
     }
 
     #[test]

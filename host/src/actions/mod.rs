@@ -984,7 +984,7 @@ impl Actions {
         id: &str,
         change: impl Fn(&mut Action) -> Result<(), Forbidden>,
     ) -> Result<Action> {
-        let outcome = self.records().transaction(|tx| {
+        self.records().transaction(|tx| {
             let Some(mut action) = tx.get::<Action>(id)?.filter(|a| a.tenant_id == tenant_id)
             else {
                 return Ok(Err(ActionError::NotFound(id.to_owned())));
@@ -994,8 +994,7 @@ impl Actions {
             }
             tx.put(&action)?;
             Ok(Ok(action))
-        })?;
-        outcome
+        })?
     }
 
     /// Executes an action now, on the caller's request, and returns it

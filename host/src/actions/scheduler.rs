@@ -273,11 +273,16 @@ mod tests {
             max_attempts: 0,
             ..SchedulerConfig::default()
         };
-        assert!(zero.check().unwrap_err().contains("max_attempts"));
+        assert!(zero.check().expect_err("refused").contains("max_attempts"));
         let short = SchedulerConfig {
             idempotency_ttl: Duration::from_secs(60),
             ..SchedulerConfig::default()
         };
-        assert!(short.check().unwrap_err().contains("idempotency_ttl"));
+        assert!(
+            short
+                .check()
+                .expect_err("refused")
+                .contains("idempotency_ttl")
+        );
     }
 }

@@ -27,8 +27,17 @@ fn actor<S>(caller: &Authorized<S>) -> Actor {
 pub(super) fn parse<T: serde::de::DeserializeOwned>(
     body: serde_json::Value,
 ) -> Result<T, ApiError> {
-    serde_json::from_value(body)
-        .map_err(|err| ApiError::invalid(format!("the body does not fit this endpoint: {err}")))
+    serde_path_to_error::deserialize(body).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            ApiError::invalid(format!("the body does not fit this endpoint: {inner}"))
+        } else {
+            ApiError::invalid(format!(
+                "the body does not fit this endpoint: {path}: {inner}"
+            ))
+        }
+    })
 }
 
 pub(super) fn keyed(

@@ -1,9 +1,10 @@
 //! Command-line interface: `actionhost serve`, `actionhost keys …`,
-//! `actionhost plugin …` and `actionhost exec`.
+//! `actionhost actions …`, `actionhost plugin …` and `actionhost exec`.
 //!
 //! Exit codes: 0 success, 1 the action (or command) failed, 2 bad usage
 //! (missing or malformed arguments, unreadable files, unknown action type).
 
+mod actions;
 mod exec;
 mod keys;
 mod plugin;
@@ -34,6 +35,10 @@ enum Command {
     /// Manage API keys offline.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// List, inspect, approve, reject and cancel actions on a running server
+    /// (`--url`, `--key` or ACTIONHOST_URL, ACTIONHOST_KEY).
+    #[command(subcommand)]
+    Actions(actions::ActionsCommand),
 }
 
 /// A failure of a command, with the exit code it maps to.
@@ -56,6 +61,7 @@ impl Cli {
             Command::Exec(args) => args.run().await,
             Command::Serve(args) => args.run().await,
             Command::Keys(command) => command.run().await,
+            Command::Actions(command) => command.run().await,
         };
         match result {
             Ok(code) => code,
