@@ -1165,6 +1165,22 @@ impl Actions {
         execution_id: Option<&str>,
         due_only: bool,
     ) -> Result<Action> {
+        let action = self.claim_unflushed(id, actor, execution_id, due_only)?;
+        // On disk before the plugin starts: a crash from here on is
+        // recovered by the rule, never silently run twice.
+        self.records().durable().await?;
+        Ok(action)
+    }
+
+    /// [`Actions::claim`] without the flush, for the scheduler, which
+    /// claims a batch and flushes once before starting any of it.
+    fn claim_unflushed(
+        &self,
+        id: &str,
+        actor: &Actor,
+        execution_id: Option<&str>,
+        due_only: bool,
+    ) -> Result<Action> {
         let outcome = self.records().transaction(|tx| {
             let Some(mut action) = tx.get::<Action>(id)? else {
                 return Ok(Err(ActionError::NotFound(id.to_owned())));
@@ -1175,11 +1191,7 @@ impl Actions {
             tx.put(&action)?;
             Ok(Ok(action))
         })?;
-        let action = outcome?;
-        // On disk before the plugin starts: a crash from here on is
-        // recovered by the rule, never silently run twice.
-        self.records().durable().await?;
-        Ok(action)
+        outcome
     }
 
     fn command(
@@ -1229,7 +1241,10 @@ impl Actions {
     ) -> Action {
         let command = self.command(&action, actor, execution_id.clone());
         let record = match self.pipeline().prepare(command).await {
-            Ok(prepared) => self.pipeline().run(prepared).await,
+            // Not flushed here: `complete` flushes the record with the
+            // action's outcome, one fsync for both. Until then nobody has
+            // been told of it, and a crash leaves the action to recovery.
+            Ok(prepared) => self.pipeline().run_unflushed(prepared).await,
             Err(unmet) => {
                 let command = self.command(&action, actor, execution_id);
                 let first = unmet

@@ -485,6 +485,17 @@ impl Pipeline {
     /// Runs a prepared execution in the sandbox and stores its record
     /// durably before returning it.
     pub async fn run(&self, prepared: Prepared) -> Result<ExecutionRecord, PipelineError> {
+        let record = self.run_unflushed(prepared).await?;
+        self.records.durable().await?;
+        Ok(record)
+    }
+
+    /// [`Pipeline::run`] without the flush: the caller makes the record
+    /// durable (with writes of its own) before anyone hears of it.
+    pub async fn run_unflushed(
+        &self,
+        prepared: Prepared,
+    ) -> Result<ExecutionRecord, PipelineError> {
         let Prepared {
             plugin,
             idempotent,
@@ -625,7 +636,6 @@ impl Pipeline {
             duration_ms,
         };
         self.records.put(&record)?;
-        self.records.durable().await?;
         tracing::info!(
             execution = %record.id,
             action = record.action_id.as_deref().unwrap_or("-"),
