@@ -1181,7 +1181,7 @@ impl Actions {
         execution_id: Option<&str>,
         due_only: bool,
     ) -> Result<Action> {
-        let outcome = self.records().transaction(|tx| {
+        self.records().transaction(|tx| {
             let Some(mut action) = tx.get::<Action>(id)? else {
                 return Ok(Err(ActionError::NotFound(id.to_owned())));
             };
@@ -1190,8 +1190,7 @@ impl Actions {
             }
             tx.put(&action)?;
             Ok(Ok(action))
-        })?;
-        outcome
+        })?
     }
 
     fn command(
