@@ -256,7 +256,12 @@ impl Record for Action {
         }
         match (self.status, self.due_ms) {
             (ActionStatus::Scheduled, Some(due)) => {
-                entries.push(IndexEntry::multi("actions_due", format!("{due:013}")));
+                // The tenant rides in the value, so the scheduler can pass
+                // over a tenant at its cap without reading the record.
+                entries.push(IndexEntry::multi(
+                    "actions_due",
+                    format!("{due:013}\0{tenant}"),
+                ));
                 entries.push(IndexEntry::multi(
                     "actions_due_by_tenant",
                     format!("{tenant}\0{due:013}"),

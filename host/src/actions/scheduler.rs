@@ -17,7 +17,10 @@ use super::{ActionError, Actions, Actor, epoch_ms};
 /// How many due entries one page of a pass reads.
 const PASS: usize = 256;
 /// How many pages one pass reads at most.
-const PAGES: usize = 16;
+const PAGES: usize = 4;
+/// The shortest gap between passes: finishing runs wake the scheduler, and
+/// a burst of them is served by one pass, not one pass each.
+const MIN_GAP: Duration = Duration::from_millis(2);
 
 /// Settings of the scheduler and of retries (`[scheduler]` in the config).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +139,7 @@ impl Actions {
                     Duration::from_millis(due.saturating_sub(now))
                 })
                 .min(config.poll_interval);
+            tokio::time::sleep(MIN_GAP).await;
             tokio::select! {
                 () = self.inner.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
@@ -189,7 +193,10 @@ impl Actions {
             let full = due.len() == PASS;
             for (value, id) in due {
                 from = format!("{value}\0{id}\0");
-                let Ok(due_ms) = value.parse::<u64>() else {
+                let Some((due_ms, tenant)) = value
+                    .split_once('\0')
+                    .and_then(|(due, tenant)| Some((due.parse::<u64>().ok()?, tenant)))
+                else {
                     continue;
                 };
                 if due_ms > now {
@@ -199,10 +206,7 @@ impl Actions {
                     // At the global cap: a finishing run wakes us.
                     return Ok(None);
                 };
-                let Some(action) = self.records().get::<super::Action>(&id)? else {
-                    continue;
-                };
-                let Some(slot) = self.tenant_slot(&action.tenant_id) else {
+                let Some(slot) = self.tenant_slot(tenant) else {
                     continue;
                 };
                 match self.claim_unflushed(&id, scheduler, None, true) {
