@@ -638,7 +638,7 @@ fn a_rate_limited_attempt_is_retried_after_retry_after_and_delivered_once() {
         .filter(|r| r.path.starts_with("/crm/v3/objects/contacts/batch/upsert"))
         .collect();
     assert_eq!(upserts.len(), 2, "one refused, one delivered");
-    // Both attempts carried the same idempotency key to the plugin.
+    // Each attempt's record tells its own outcome.
     let first = server.get(&format!(
         "/v1/executions/{}",
         done["executions"][0].as_str().expect("id")

@@ -1559,13 +1559,20 @@ fn created_body(action: &Action) -> serde_json::Value {
     serde_json::json!({
         "status": "success",
         "action_id": action.id,
-        "action_summary": format!("{} {}", action.summary, status_word(action)),
+        "action_summary": action.summary_line(),
         "action_status": action.status,
     })
 }
 
-fn status_word(action: &Action) -> &'static str {
-    match action.status {
+impl Action {
+    /// The summary with the status in words: "Send email to ada@example.com scheduled".
+    pub fn summary_line(&self) -> String {
+        format!("{} {}", self.summary, status_word(self.status))
+    }
+}
+
+fn status_word(status: ActionStatus) -> &'static str {
+    match status {
         ActionStatus::PendingApproval => "awaiting approval",
         ActionStatus::Scheduled => "scheduled",
         ActionStatus::Executing => "executing",

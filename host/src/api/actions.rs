@@ -55,9 +55,15 @@ pub(super) fn keyed(
         .transpose()
 }
 
-pub(super) fn replay(response: StoredResponse) -> Response {
+/// A stored response, as it was first sent.
+fn respond(response: StoredResponse) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-    let mut answer = (status, axum::Json(response.body)).into_response();
+    (status, axum::Json(response.body)).into_response()
+}
+
+/// A stored response sent again for a repeated key, marked as a replay.
+pub(super) fn replay(response: StoredResponse) -> Response {
+    let mut answer = respond(response);
     answer.headers_mut().insert(
         "idempotent-replayed",
         axum::http::HeaderValue::from_static("true"),
@@ -164,24 +170,11 @@ pub async fn actions_create(
         .ok_or_else(|| ApiError::internal("create returned neither an action nor a replay"))?;
     Ok(axum::Json(CreatedAction {
         status: "success",
-        action_summary: format!("{} {}", action.summary, summary_word(action.status)),
+        action_summary: action.summary_line(),
         action_id: action.id,
         action_status: action.status,
     })
     .into_response())
-}
-
-fn summary_word(status: ActionStatus) -> &'static str {
-    match status {
-        ActionStatus::PendingApproval => "awaiting approval",
-        ActionStatus::Scheduled => "scheduled",
-        ActionStatus::Executing => "executing",
-        ActionStatus::Succeeded => "sent",
-        ActionStatus::Failed => "failed",
-        ActionStatus::OutcomeUnknown => "outcome unknown",
-        ActionStatus::Cancelled => "cancelled",
-        ActionStatus::Rejected => "rejected",
-    }
 }
 
 /// `GET /v1/actions`'s query.
@@ -897,7 +890,7 @@ pub async fn executions_create(
             .actions
             .execute_async(caller.tenant(), &action.id, &actor, keyed.as_ref())
             .await?;
-        return Ok(replay_or_first(response));
+        return Ok(respond(response));
     }
     if let Some(keyed) = &keyed {
         match state.actions.idempotency().claim(caller.tenant(), keyed)? {
@@ -937,7 +930,7 @@ pub async fn executions_create(
             .idempotency()
             .complete(caller.tenant(), &keyed.key, response.clone())?;
     }
-    Ok(replay_or_first(response))
+    Ok(respond(response))
 }
 
 /// The answer for a key that was seen before.
@@ -949,11 +942,6 @@ pub(super) fn claim_answer(claim: Claim) -> Result<Response, ApiError> {
         Claim::InProgress => ActionError::KeyInProgress.into(),
         Claim::Interrupted { target } => ActionError::KeyInterrupted(target).into(),
     })
-}
-
-fn replay_or_first(response: StoredResponse) -> Response {
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::ACCEPTED);
-    (status, axum::Json(response.body)).into_response()
 }
 
 /// One message per unmet requirement (each invalid field on its own line).

@@ -284,29 +284,6 @@ pub struct Prepared {
     command: ExecuteCommand,
 }
 
-impl Prepared {
-    /// The plugin's name.
-    pub fn plugin_name(&self) -> &str {
-        &self.plugin.manifest().name
-    }
-
-    /// The plugin's version.
-    pub fn plugin_version(&self) -> &str {
-        &self.plugin.manifest().version
-    }
-
-    /// Whether the action type is idempotent.
-    pub fn idempotent(&self) -> bool {
-        self.idempotent
-    }
-
-    /// Runs on this execution id (one already announced to a client).
-    pub fn with_execution_id(mut self, id: String) -> Self {
-        self.command.execution_id = Some(id);
-        self
-    }
-}
-
 /// The one execution pipeline.
 #[derive(Clone)]
 pub struct Pipeline {

@@ -146,8 +146,6 @@ pub trait Store: Send + Sync + 'static {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// How many keys start with `prefix`.
-    fn count_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<usize>;
     /// Runs `body` atomically; it may run more than once on a conflict.
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()>;
     /// Resolves once every write made before the call is on disk.
@@ -283,12 +281,6 @@ impl Records {
             .collect())
     }
 
-    /// How many records a multi index holds under `value`.
-    pub fn count_by(&self, index: &'static str, value: &str) -> Result<usize> {
-        let prefix = IndexEntry::multi(index, value).key("");
-        self.store.count_prefix(Tree::Indexes, &prefix)
-    }
-
     /// The first `limit` entries of a multi index whose value is not below
     /// `from`, in (value, id) order: `(value, id)` pairs. Values must not
     /// contain `\0` for the split to be exact; ordered indexes (such as due
@@ -343,64 +335,30 @@ impl Records {
     /// Reads, changes and writes a record atomically. `change` may run more
     /// than once; it returns `Err` to leave the record as it is.
     pub fn update<R: Record>(&self, id: &str, change: impl Fn(&mut R) -> Result<()>) -> Result<R> {
-        let key = record_key(R::COLLECTION, id);
-        let result = std::sync::Mutex::new(None);
-        self.store.transact(&|tx| {
-            let Some(bytes) = tx.get(Tree::Records, &key)? else {
-                return Err(StoreError::NotFound {
-                    collection: R::COLLECTION,
-                    id: id.to_owned(),
-                }
-                .into());
-            };
-            let old: R = decode(&key, &bytes)?;
-            let mut new: R = decode(&key, &bytes)?;
-            change(&mut new)?;
-            write_in(tx, Some(&old), &new)?;
-            *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(new);
-            Ok(())
-        })?;
-        result
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .ok_or_else(|| StoreError::Storage("transaction ended without a result".into()))
+        self.transaction(|tx| {
+            let mut record = tx.get::<R>(id)?.ok_or_else(|| StoreError::NotFound {
+                collection: R::COLLECTION,
+                id: id.to_owned(),
+            })?;
+            change(&mut record)?;
+            tx.put(&record)?;
+            Ok(record)
+        })
     }
 
     fn write<R: Record>(&self, record: &R, must_be_new: bool) -> Result<()> {
-        let key = record_key(R::COLLECTION, record.id());
-        self.store.transact(&|tx| {
-            let old = match tx.get(Tree::Records, &key)? {
-                Some(_) if must_be_new => {
-                    return Err(StoreError::Duplicate {
-                        index: R::COLLECTION,
-                        value: record.id().to_owned(),
-                        owner: record.id().to_owned(),
-                    }
-                    .into());
-                }
-                Some(bytes) => Some(decode::<R>(&key, &bytes)?),
-                None => None,
-            };
-            write_in(tx, old.as_ref(), record)
+        self.transaction(|tx| {
+            if must_be_new {
+                tx.insert(record)
+            } else {
+                tx.put(record)
+            }
         })
     }
 
     /// Removes a record and its index entries.
     pub fn remove<R: Record>(&self, id: &str) -> Result<Option<R>> {
-        let key = record_key(R::COLLECTION, id);
-        let removed = std::sync::Mutex::new(None);
-        self.store.transact(&|tx| {
-            if let Some(bytes) = tx.get(Tree::Records, &key)? {
-                let old: R = decode(&key, &bytes)?;
-                for entry in old.indexes() {
-                    tx.remove(Tree::Indexes, &entry.key(old.id()))?;
-                }
-                tx.remove(Tree::Records, &key)?;
-                *removed.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
-            }
-            Ok(())
-        })?;
-        Ok(removed.into_inner().unwrap_or_else(|e| e.into_inner()))
+        self.transaction(|tx| tx.remove::<R>(id))
     }
 
     /// Resolves once every write made so far is on disk.
@@ -431,19 +389,6 @@ impl RecordTx<'_> {
         let key = record_key(R::COLLECTION, id);
         match self.tx.get(Tree::Records, &key)? {
             Some(bytes) => Ok(Some(decode(&key, &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// The record a unique index names for `value`.
-    pub fn get_by<R: Record>(
-        &self,
-        index: &'static str,
-        value: &str,
-    ) -> Result<Option<R>, TxError> {
-        let key = IndexEntry::unique(index, value).key("");
-        match self.tx.get(Tree::Indexes, &key)? {
-            Some(id) => self.get(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }

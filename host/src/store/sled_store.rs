@@ -175,15 +175,6 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn count_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<usize> {
-        let mut count = 0;
-        for key in self.tree(tree).scan_prefix(prefix).keys() {
-            key.map_err(|err| storage(&self.inner.path, err))?;
-            count += 1;
-        }
-        Ok(count)
-    }
-
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()> {
         let inner = &self.inner;
         let result = (&inner.records, &inner.indexes, &inner.meta).transaction(
