@@ -78,7 +78,7 @@ pub use schemars::JsonSchema;
 
 /// The version of the WIT contract (`actionhost:executor`) this SDK builds
 /// plugins against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// Implementation details of [`plugin!`]; not a public API.
 #[doc(hidden)]

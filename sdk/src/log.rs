@@ -4,7 +4,7 @@
 //! in the report of a trap. Standard output and standard error land in the
 //! same log.
 
-use crate::bindings::actionhost::executor::log::{Level, write};
+use crate::bindings::actionhost::executor::log::{Level, has_room as wit_has_room, write};
 
 /// Writes a `trace` line.
 pub fn trace(message: impl AsRef<str>) {
@@ -29,4 +29,11 @@ pub fn warn(message: impl AsRef<str>) {
 /// Writes an `error` line.
 pub fn error(message: impl AsRef<str>) {
     write(Level::Error, message.as_ref());
+}
+
+/// Whether the execution's log still has room. Once the host's cap on log
+/// size is reached, lines are dropped; check this before building costly
+/// debug output. (WIT 0.1.1.)
+pub fn has_room() -> bool {
+    wit_has_room()
 }

@@ -1,18 +1,26 @@
 //! Generated bindings, one module per supported WIT version, and the
-//! conversions of each version's types into the runtime's own (the latest).
+//! conversions of each version's types into the runtime's own.
 //!
-//! When `actionhost:executor@0.2.0` arrives, it gets a `v0_2_0` module beside
-//! `v0_1_0`, and `v0_1_0`'s types convert into the runtime types the same way
-//! as here, so the rest of the host never sees which version a plugin speaks.
+//! As in Zed's extension host: the newest version ([`latest`]) is the one the
+//! host implements (its `smtp` and `log` imports are in the linker); an older
+//! version's module reuses the newest one's types wherever they did not
+//! change (bindgen's `with`), so its exports return the same Rust types and
+//! need no conversion. A later version that changes a type gives it a
+//! conversion into the newest one in this file. wasmtime's linker resolves an
+//! import of `actionhost:executor/log@0.1.0` to the `0.1.1` definition
+//! (semver-compatible), so a 0.1.0 plugin gets the 0.1.1 host functions.
+//!
+//! Which module serves a plugin is read from the component itself: the
+//! version of its `actionhost:executor/…` imports ([`WitVersion::of`]).
 
 #![allow(missing_docs, clippy::all)]
 
 use super::types::{AuthScheme, ExecuteError, FieldError};
 
-/// `actionhost:executor@0.1.0`.
-pub mod v0_1_0 {
+/// `actionhost:executor@0.1.1`: the newest, implemented by the host.
+pub mod v0_1_1 {
     wasmtime::component::bindgen!({
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.1.1",
         world: "actionhost:executor/executor",
         imports: {
             "actionhost:executor/smtp.send": async,
@@ -27,13 +35,88 @@ pub mod v0_1_0 {
     });
 
     /// The WIT package version these bindings were generated from.
+    pub const VERSION: &str = "0.1.1";
+}
+
+/// `actionhost:executor@0.1.0`, frozen: the same types as 0.1.1 (which only
+/// added `log.has-room`), so only the world's exports are generated anew.
+pub mod v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0.1.0",
+        world: "actionhost:executor/executor",
+        imports: { default: tracing },
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "actionhost:executor/types": super::v0_1_1::actionhost::executor::types,
+            "actionhost:executor/smtp": super::v0_1_1::actionhost::executor::smtp,
+        },
+    });
+
+    /// The WIT package version these bindings were generated from.
     pub const VERSION: &str = "0.1.0";
 }
 
-use v0_1_0::actionhost::executor::types as v0_1_0_types;
+/// The version the host implements.
+pub use v0_1_1 as latest;
 
-impl From<v0_1_0_types::FieldError> for FieldError {
-    fn from(error: v0_1_0_types::FieldError) -> Self {
+/// The WIT versions of `actionhost:executor` this host loads, oldest first.
+pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_1_1::VERSION];
+
+/// The contract version a component was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitVersion {
+    V0_1_0,
+    V0_1_1,
+}
+
+impl WitVersion {
+    /// The version as written in WIT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V0_1_0 => v0_1_0::VERSION,
+            Self::V0_1_1 => v0_1_1::VERSION,
+        }
+    }
+
+    /// Reads the version from the component's `actionhost:executor/…`
+    /// imports: `Ok(None)` when it imports none (the link check then says
+    /// what is missing), `Err(found)` for a version this host does not know.
+    pub fn of(
+        component: &wasmtime::component::Component,
+        engine: &wasmtime::Engine,
+    ) -> Result<Option<Self>, String> {
+        let ty = component.component_type();
+        let mut found: Option<String> = None;
+        for (name, _) in ty.imports(engine) {
+            let Some(rest) = name.strip_prefix("actionhost:executor/") else {
+                continue;
+            };
+            let version = rest.split_once('@').map_or("", |(_, v)| v);
+            match &found {
+                None => found = Some(version.to_owned()),
+                Some(seen) if seen != version => {
+                    return Err(format!("{seen} and {version} (mixed)"));
+                }
+                Some(_) => {}
+            }
+        }
+        match found.as_deref() {
+            None => Ok(None),
+            Some(v) if v == v0_1_0::VERSION => Ok(Some(Self::V0_1_0)),
+            Some(v) if v == v0_1_1::VERSION => Ok(Some(Self::V0_1_1)),
+            Some("") => Err("an unversioned package".into()),
+            Some(other) => Err(other.to_owned()),
+        }
+    }
+}
+
+use v0_1_1::actionhost::executor::types as latest_types;
+
+impl From<latest_types::FieldError> for FieldError {
+    fn from(error: latest_types::FieldError) -> Self {
         Self {
             path: error.path,
             message: error.message,
@@ -41,9 +124,9 @@ impl From<v0_1_0_types::FieldError> for FieldError {
     }
 }
 
-impl From<v0_1_0_types::AuthScheme> for AuthScheme {
-    fn from(scheme: v0_1_0_types::AuthScheme) -> Self {
-        use v0_1_0_types::AuthScheme as Wit;
+impl From<latest_types::AuthScheme> for AuthScheme {
+    fn from(scheme: latest_types::AuthScheme) -> Self {
+        use latest_types::AuthScheme as Wit;
         match scheme {
             Wit::None => Self::None,
             Wit::Bearer => Self::Bearer,
@@ -55,9 +138,9 @@ impl From<v0_1_0_types::AuthScheme> for AuthScheme {
     }
 }
 
-impl From<v0_1_0_types::ExecuteError> for ExecuteError {
-    fn from(error: v0_1_0_types::ExecuteError) -> Self {
-        use v0_1_0_types::ExecuteError as Wit;
+impl From<latest_types::ExecuteError> for ExecuteError {
+    fn from(error: latest_types::ExecuteError) -> Self {
+        use latest_types::ExecuteError as Wit;
         match error {
             Wit::InvalidInput(errors) => {
                 Self::InvalidInput(errors.into_iter().map(Into::into).collect())

@@ -187,6 +187,12 @@ impl LogSink {
         self.state().push(level, source, message);
     }
 
+    /// Whether another line would be kept (the cap is not reached).
+    pub fn has_room(&self) -> bool {
+        let state = self.state();
+        state.used < state.cap
+    }
+
     /// Notes an outbound request in the trace; returns its slot for
     /// [`LogSink::settle_call`], or `None` past the cap.
     pub fn record_call(&self, call: OutboundCall) -> Option<usize> {

@@ -70,12 +70,12 @@ pub use types::{
     Manifest,
 };
 
-use self::bindings::v0_1_0;
+use self::bindings::latest;
 use self::cache::CompiledCache;
 use self::state::HostState;
 
 /// The WIT versions of `actionhost:executor` this host can load.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[v0_1_0::VERSION];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = bindings::SUPPORTED;
 
 /// Sandbox limits of one plugin. Every field has a safe default.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -207,11 +207,11 @@ impl Runtime {
         link(wasmtime_wasi_http::p2::add_only_http_to_linker_async(
             &mut linker,
         ))?;
-        link(v0_1_0::actionhost::executor::smtp::add_to_linker::<
+        link(latest::actionhost::executor::smtp::add_to_linker::<
             _,
             HasSelf<HostState>,
         >(&mut linker, |s| s))?;
-        link(v0_1_0::actionhost::executor::log::add_to_linker::<
+        link(latest::actionhost::executor::log::add_to_linker::<
             _,
             HasSelf<HostState>,
         >(&mut linker, |s| s))?;

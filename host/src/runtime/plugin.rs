@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::v0_1_0::{self, ExecutorPre};
+use super::bindings::{WitVersion, latest, v0_1_0, v0_1_1};
 use super::cache::CacheOutcome;
 use super::credentials::{Credentials, Grant};
 use super::engine::EPOCH_TICK;
@@ -21,7 +21,7 @@ use super::types::{
 };
 use super::{Limits, PluginOptions, RuntimeInner};
 
-use v0_1_0::actionhost::executor::types as wit;
+use latest::actionhost::executor::types as wit;
 
 /// How long `describe` may take at load time.
 const DESCRIBE_DEADLINE: Duration = Duration::from_secs(10);
@@ -34,7 +34,7 @@ pub struct Plugin {
 
 struct PluginInner {
     runtime: Arc<RuntimeInner>,
-    pre: ExecutorPre<HostState>,
+    pre: Pre,
     manifest: Manifest,
     sha256: String,
     size: usize,
@@ -43,6 +43,12 @@ struct PluginInner {
     limits: Limits,
     rules: Arc<[HostRule]>,
     validators: HashMap<String, jsonschema::Validator>,
+}
+
+/// A pre-instantiated component, with the bindings of its WIT version.
+enum Pre {
+    V0_1_0(v0_1_0::ExecutorPre<HostState>),
+    V0_1_1(v0_1_1::ExecutorPre<HostState>),
 }
 
 /// Why a component could not be loaded.
@@ -62,6 +68,16 @@ pub enum LoadError {
     /// wasmtime could not compile it.
     #[error("compiling the component failed: {0}")]
     Compile(String),
+    /// It was built against a version of the contract this host does not know.
+    #[error(
+        "the component was built against actionhost:executor@{found}, which this host does not support \
+         (supported: {}); rebuild it against a supported version, or upgrade actionhost",
+        super::bindings::SUPPORTED.join(", ")
+    )]
+    WitVersion {
+        /// The version the component imports.
+        found: String,
+    },
     /// It needs something the host does not provide, or lacks an export.
     #[error("the component does not fit the actionhost:executor world: {0}")]
     Link(String),
@@ -236,11 +252,18 @@ pub(super) async fn load(
         .load(&runtime.engine, bytes, &sha256)
         .await
         .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+    let wit_version = WitVersion::of(&component, &runtime.engine)
+        .map_err(|found| LoadError::WitVersion { found })?
+        .unwrap_or(WitVersion::V0_1_1);
     let instance_pre = runtime
         .linker
         .instantiate_pre(&component)
         .map_err(|err| LoadError::Link(format!("{err:#}")))?;
-    let pre = ExecutorPre::new(instance_pre).map_err(|err| LoadError::Link(format!("{err:#}")))?;
+    let link = |err: wasmtime::Error| LoadError::Link(format!("{err:#}"));
+    let pre = match wit_version {
+        WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::ExecutorPre::new(instance_pre).map_err(link)?),
+        WitVersion::V0_1_1 => Pre::V0_1_1(v0_1_1::ExecutorPre::new(instance_pre).map_err(link)?),
+    };
 
     let mut limits = options
         .limits
@@ -257,7 +280,7 @@ pub(super) async fn load(
         Ok(_) => unreachable!("describe returns a manifest"),
         Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
     };
-    let manifest = check_manifest(wit_manifest, v0_1_0::VERSION)?;
+    let manifest = check_manifest(wit_manifest, wit_version.as_str())?;
     let mut validators = HashMap::new();
     for action_type in &manifest.action_types {
         let validator = jsonschema::validator_for(&action_type.params_schema).map_err(|err| {
@@ -397,7 +420,7 @@ fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest
 /// `validate` never need the network.
 async fn run_isolated(
     runtime: &RuntimeInner,
-    pre: &ExecutorPre<HostState>,
+    pre: &Pre,
     limits: &Limits,
     call: Call,
 ) -> (Result<Reply, FaultKind>, ExecutionLog) {
@@ -415,7 +438,7 @@ async fn run_isolated(
 /// Instantiates the plugin in a fresh store and makes one call.
 async fn run(
     runtime: &RuntimeInner,
-    pre: &ExecutorPre<HostState>,
+    pre: &Pre,
     limits: &Limits,
     rules: Arc<[HostRule]>,
     grant: Arc<Grant>,
@@ -451,21 +474,31 @@ async fn run(
         }
     });
 
-    let call_future = async {
-        let executor = pre.instantiate_async(&mut store).await?;
-        let reply = match call {
-            Call::Describe => Reply::Describe(executor.call_describe(&mut store).await?),
-            Call::Validate {
-                action_type,
-                params,
-            } => Reply::Validate(
-                executor
-                    .call_validate(&mut store, &action_type, &params)
-                    .await?,
-            ),
-            Call::Execute(request) => {
-                Reply::Execute(executor.call_execute(&mut store, &request).await?)
+    // Every version's bindings share the newest version's types, so the
+    // same calls serve each; only the instance type differs.
+    macro_rules! call_with {
+        ($pre:expr) => {{
+            let executor = $pre.instantiate_async(&mut store).await?;
+            match call {
+                Call::Describe => Reply::Describe(executor.call_describe(&mut store).await?),
+                Call::Validate {
+                    action_type,
+                    params,
+                } => Reply::Validate(
+                    executor
+                        .call_validate(&mut store, &action_type, &params)
+                        .await?,
+                ),
+                Call::Execute(request) => {
+                    Reply::Execute(executor.call_execute(&mut store, &request).await?)
+                }
             }
+        }};
+    }
+    let call_future = async {
+        let reply = match pre {
+            Pre::V0_1_0(pre) => call_with!(pre),
+            Pre::V0_1_1(pre) => call_with!(pre),
         };
         wasmtime::Result::Ok(reply)
     };

@@ -9,7 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Limits;
-use super::bindings::v0_1_0::actionhost::executor::{log as wit_log, smtp as wit_smtp};
+use super::bindings::latest::actionhost::executor::{log as wit_log, smtp as wit_smtp};
 use super::credentials::Grant;
 use super::log::{GuestOutput, LogLevel, LogSink, LogSource};
 use super::outbound::{OutboundHooks, OutboundPolicy};
@@ -86,6 +86,10 @@ impl wit_log::Host for HostState {
             wit_log::Level::Error => LogLevel::Error,
         };
         self.log.push(level, LogSource::Plugin, &message);
+    }
+
+    fn has_room(&mut self) -> bool {
+        self.log.has_room()
     }
 }
 
