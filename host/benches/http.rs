@@ -83,12 +83,12 @@ fn start_server_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         .expect("start actionhost serve");
     let starts = std::fs::read_to_string(&log_path)
         .unwrap_or_default()
-        .matches("listening on")
+        .matches("plugins loaded; ready")
         .count();
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::read_to_string(&log_path)
         .unwrap_or_default()
-        .matches("listening on")
+        .matches("plugins loaded; ready")
         .count()
         <= starts
     {

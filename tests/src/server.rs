@@ -31,6 +31,8 @@ pub struct Server {
     pub admin_key: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The watched plugins folder.
+    pub plugins_dir: PathBuf,
     log_path: PathBuf,
     _temp: Arc<tempfile::TempDir>,
     client: reqwest::blocking::Client,
@@ -135,6 +137,7 @@ impl Server {
             url: format!("http://127.0.0.1:{port}"),
             admin_key: String::new(),
             data_dir,
+            plugins_dir,
             log_path,
             _temp: temp,
             client: reqwest::blocking::Client::builder()
@@ -156,9 +159,10 @@ impl Server {
     fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            // Listening comes first; ready once the plugins are loaded.
             if std::fs::read_to_string(&self.log_path)
                 .unwrap_or_default()
-                .contains("listening on")
+                .contains("plugins loaded; ready")
             {
                 return;
             }

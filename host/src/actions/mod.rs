@@ -26,6 +26,7 @@ mod idempotency;
 pub mod machine;
 pub mod scheduler;
 
+use crate::registry::ResolveError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -420,6 +421,9 @@ pub enum ActionError {
     /// The first request with this key was cut short by a restart.
     #[error("the first request with this Idempotency-Key was interrupted by a server restart before it answered{}; check its state before retrying with a new key", .0.as_deref().map(|t| format!(" (it concerned {t})")).unwrap_or_default())]
     KeyInterrupted(Option<String>),
+    /// The plugins are still loading after start-up.
+    #[error("{0}")]
+    Unavailable(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -604,33 +608,25 @@ impl Actions {
         new: NewAction,
         key: Option<&KeyedRequest>,
     ) -> Result<Created> {
-        let registry = self.pipeline().registry();
-        let plugin = registry
-            .plugin_for(&new.action_type)
-            .ok_or_else(|| ActionError::Invalid {
-                message: format!(
-                    "unknown action type {:?}; known action types: {}",
-                    new.action_type,
-                    registry.action_types().join(", ")
-                ),
-                fields: vec![FieldError::new("/type", "unknown action type")],
+        let plugin = self
+            .pipeline()
+            .registry()
+            .resolve(&new.action_type, new.version.as_deref())
+            .map_err(|err| match err {
+                ResolveError::Loading => ActionError::Unavailable(err.to_string()),
+                ResolveError::Unknown { .. } => ActionError::Invalid {
+                    message: err.to_string(),
+                    fields: vec![FieldError::new("/type", "unknown action type")],
+                },
+                ResolveError::Version { .. } => ActionError::Invalid {
+                    message: err.to_string(),
+                    fields: vec![FieldError::new("/version", "not an active version")],
+                },
             })?;
         let manifest = plugin.manifest();
         let info = manifest
             .action_type(&new.action_type)
             .expect("the registry maps a type to the plugin that declares it");
-        if let Some(version) = &new.version
-            && version != &manifest.version
-            && version != "latest"
-        {
-            return Err(ActionError::Invalid {
-                message: format!(
-                    "version {version:?} of {} is not loaded; loaded: {}",
-                    new.action_type, manifest.version
-                ),
-                fields: vec![FieldError::new("/version", "not loaded")],
-            });
-        }
         if !new.params.is_object() {
             return Err(ActionError::Invalid {
                 message: "params must be a JSON object".into(),

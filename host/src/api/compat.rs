@@ -243,17 +243,27 @@ pub async fn actions_get(
     State(state): State<AppState>,
     Path(action): Path<String>,
 ) -> Result<axum::Json<ActionView>, ApiError> {
-    let registry = state.pipeline.registry();
-    let plugin = registry.plugin_for(&action).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "unknown action type {action:?}; known action types: {}",
-                registry.action_types().join(", ")
-            ),
-        )
-    })?;
+    let plugin = state
+        .pipeline
+        .registry()
+        .resolve(&action, None)
+        .map_err(|err| {
+            let status = match err {
+                crate::registry::ResolveError::Loading => {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => axum::http::StatusCode::NOT_FOUND,
+            };
+            ApiError::new(
+                status,
+                if status == 404 {
+                    "not_found"
+                } else {
+                    "unavailable"
+                },
+                err.to_string(),
+            )
+        })?;
     let manifest = plugin.manifest();
     let info = manifest
         .action_type(&action)

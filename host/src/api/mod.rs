@@ -19,6 +19,7 @@ mod actions;
 mod compat;
 mod executions;
 mod identity;
+mod plugins;
 
 use std::sync::Arc;
 
@@ -60,6 +61,8 @@ pub struct AppState {
 pub struct ApiSettings {
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest plugin upload, in bytes.
+    pub max_plugin_bytes: usize,
 }
 
 #[derive(OpenApi)]
@@ -128,7 +131,14 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(actions::actions_resolve))
         .routes(routes!(actions::actions_process))
         .routes(routes!(actions::executions_create))
+        .routes(routes!(plugins::plugins_list, plugins::plugins_upload))
+        .routes(routes!(plugins::plugins_get))
+        .routes(routes!(plugins::plugins_delete))
+        .routes(routes!(plugins::plugins_enable))
+        .routes(routes!(plugins::plugins_disable))
+        .routes(routes!(plugins::action_types_list))
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let max_body = state.settings.max_body_bytes;
@@ -174,6 +184,44 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)), security(()))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `loading` while the start-up load of plugins runs.
+    status: &'static str,
+    /// Plugin versions loaded so far.
+    plugins: usize,
+    /// Files still loading.
+    loading: usize,
+    /// Files that failed to load (see `GET /v1/plugins`).
+    failed: usize,
+}
+
+/// Readiness: 200 once the plugins found at start-up are loaded (from the
+/// compiled-code cache when it is warm), 503 before. No key needed.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)), security(()))]
+pub async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (StatusCode, axum::Json<Readiness>) {
+    let registry = state.pipeline.registry();
+    let (plugins, loading, failed) = registry.counts();
+    let ready = registry.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(Readiness {
+            status: if ready { "ready" } else { "loading" },
+            plugins,
+            loading,
+            failed,
+        }),
+    )
 }
 
 /// The JSON body of every error.
@@ -348,6 +396,9 @@ impl From<PipelineError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
             }
             PipelineError::Mismatch(message) => ApiError::invalid(message),
+            PipelineError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
             PipelineError::InvalidParams(fields) => ApiError {
                 fields: fields.clone(),
                 ..ApiError::invalid(PipelineError::InvalidParams(fields).to_string())
@@ -381,6 +432,9 @@ impl From<ActionError> for ApiError {
             | ActionError::KeyInProgress
             | ActionError::KeyInterrupted(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
+            ActionError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
             ActionError::Store(err) => err.into(),
         }
@@ -493,6 +547,7 @@ pub mod need {
         AccountsRead,
         AccountsWrite,
         PluginsRead,
+        PluginsWrite,
         KeysRead,
         KeysWrite,
         TenantsWrite,

@@ -36,7 +36,7 @@ pub struct Remote {
     key: String,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,7 +144,7 @@ async fn review(args: &ReviewArgs, decision: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
@@ -155,6 +155,20 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, CliError> {
+    let body = body
+        .map(|body| serde_json::to_vec(&body).map(|bytes| (bytes, "application/json")))
+        .transpose()
+        .map_err(|err| CliError::Failed(err.to_string()))?;
+    call_raw(remote, method, path, body).await
+}
+
+/// [`call`] with a body of any content type.
+pub(super) async fn call_raw(
+    remote: &Remote,
+    method: &str,
+    path: &str,
+    body: Option<(Vec<u8>, &str)>,
+) -> Result<Value, CliError> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
     let mut request = http::Request::builder()
         .method(method)
@@ -162,9 +176,9 @@ async fn call(
         .header("authorization", format!("Bearer {}", remote.key))
         .header("accept", "application/json");
     let bytes = match body {
-        Some(body) => {
-            request = request.header("content-type", "application/json");
-            serde_json::to_vec(&body).map_err(|err| CliError::Failed(err.to_string()))?
+        Some((bytes, content_type)) => {
+            request = request.header("content-type", content_type);
+            bytes
         }
         None => Vec::new(),
     };
@@ -191,7 +205,7 @@ async fn call(
     )))
 }
 
-fn print(remote: &Remote, answer: &Value, table: fn(&Value) -> String) {
+pub(super) fn print(remote: &Remote, answer: &Value, table: fn(&Value) -> String) {
     if remote.json {
         println!(
             "{}",
@@ -202,7 +216,7 @@ fn print(remote: &Remote, answer: &Value, table: fn(&Value) -> String) {
     }
 }
 
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -210,7 +224,7 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn new_table(header: &[&str]) -> Table {
+pub(super) fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_BORDERS_ONLY)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AccountError, Accounts, ConnectedAccount, InlineAuth, Lookup};
 use crate::identity::{new_id, now};
-use crate::registry::PluginRegistry;
+use crate::registry::{PluginRegistry, ResolveError};
 use crate::runtime::{
     AccountInfo, AuthScheme, ExecuteError, ExecuteRequest, ExecutionLog, FieldError, Grant,
     OutboundCall, Plugin,
@@ -217,6 +217,9 @@ pub enum PipelineError {
     /// The pinned version or app does not match.
     #[error("{0}")]
     Mismatch(String),
+    /// The plugins are still loading after start-up.
+    #[error("{0}")]
+    Unavailable(String),
     /// Params failed the schema or `validate`.
     #[error("invalid params: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidParams(Vec<FieldError>),
@@ -257,6 +260,7 @@ impl PipelineError {
             Self::Account(AccountError::NotFound { .. }) => ("not_found", false),
             Self::Account(AccountError::Invalid(_)) => ("invalid_input", false),
             Self::Account(_) | Self::Store(_) => ("transient", true),
+            Self::Unavailable(_) => ("unavailable", true),
             Self::NotApproved { .. } | Self::AwaitingApproval => ("conflict", false),
         };
         ErrorInfo {
@@ -435,19 +439,15 @@ impl Pipeline {
     fn plugin_of(&self, command: &ExecuteCommand) -> Result<Plugin, PipelineError> {
         let plugin = self
             .registry
-            .plugin_for(&command.action_type)
-            .ok_or_else(|| self.unknown(&command.action_type))?
-            .clone();
+            .resolve(&command.action_type, command.version.as_deref())
+            .map_err(|err| match err {
+                ResolveError::Unknown {
+                    action_type, known, ..
+                } => PipelineError::UnknownAction { action_type, known },
+                ResolveError::Loading => PipelineError::Unavailable(err.to_string()),
+                ResolveError::Version { .. } => PipelineError::Mismatch(err.to_string()),
+            })?;
         let manifest = plugin.manifest();
-        if let Some(version) = &command.version
-            && version != &manifest.version
-            && version != "latest"
-        {
-            return Err(PipelineError::Mismatch(format!(
-                "version {version:?} of {} is not loaded; loaded: {}",
-                command.action_type, manifest.version
-            )));
-        }
         if let Some(app) = &command.app_name
             && !app.eq_ignore_ascii_case(&manifest.name)
         {

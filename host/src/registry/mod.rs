@@ -1,68 +1,348 @@
-//! The loaded plugins and the action types they provide.
+//! The plugin registry: which plugin versions are loaded, in which state, and
+//! which one serves each action type.
 //!
-//! This release loads every component of the plugins folder at start-up, in
-//! parallel, and maps each action type to its plugin; a component that fails
-//! to load is reported with its reason and the others go on. Two plugins
-//! claiming one action type is an error naming both, and the first loaded
-//! keeps it. (Hot-loading, versions and uploads come with the registry's next
-//! step.)
+//! A plugin version is known by its name and semver version, with its
+//! manifest, content hash, WIT version, size, load time and state (`loading`,
+//! `active`, `disabled`, or `failed` with the reason). Several versions of a
+//! plugin can be loaded at once; an action type resolves to the newest active
+//! version that provides it unless the request pins a `version`.
+//!
+//! Three ways in, one code path ([`PluginRegistry::admit`]):
+//! - the plugins folder, scanned at start-up and watched afterwards
+//!   (`watch.rs`): a new, changed or removed `.wasm` is loaded, swapped or
+//!   unloaded;
+//! - uploads through the API (`POST /v1/plugins`), kept in the data dir's
+//!   `plugins/` folder so they survive a restart;
+//! - the `actionhost plugin` CLI, a client of that API.
+//!
+//! **Architecture Invariant:** the registry's contents are one immutable
+//! [`Snapshot`] behind an atomic pointer. A change builds a new snapshot and
+//! swaps it in, so a reader sees the registry either before or after a
+//! change, never half of one. A [`Plugin`] handed to a caller is a reference
+//! count: an execution that started on a version finishes on it, and the
+//! version's compiled code and instance slots are released when the last
+//! execution holding it ends. Changes are serialized by one async lock;
+//! compiling happens before it is taken, off the request path.
 
-use std::collections::BTreeMap;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::runtime::{HostRule, Plugin, PluginOptions, Runtime};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-/// A component that did not load.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LoadFailure {
-    /// Its file.
-    pub path: PathBuf,
-    /// Why.
-    pub reason: String,
+use crate::runtime::{CacheOutcome, HostRule, LoadError, Plugin, PluginOptions, Runtime};
+
+pub use watch::watch_folder;
+
+/// A log line is written for a compile still running after this long, and
+/// again at this interval.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// Where a plugin version came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// A file of the watched plugins folder.
+    Folder(PathBuf),
+    /// An upload, stored at this path in the data dir.
+    Upload(PathBuf),
 }
 
-/// The plugins that serve requests.
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Folder(path) | Self::Upload(path) => path,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Folder(_) => "folder",
+            Self::Upload(_) => "upload",
+        }
+    }
+}
+
+/// The state of a plugin version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Being compiled and checked.
+    Loading,
+    /// Serving its action types.
+    Active,
+    /// Loaded but not serving; enable it to serve again.
+    Disabled,
+    /// Could not be loaded; `reason` says why.
+    Failed,
+}
+
+/// A loaded version.
+#[derive(Clone)]
+struct Entry {
+    plugin: Plugin,
+    source: Source,
+    disabled: bool,
+    loaded_at: String,
+}
+
+/// A file that is loading or failed to load, by the file it came from.
+#[derive(Debug, Clone)]
+struct Pending {
+    state: PluginState,
+    reason: Option<String>,
+    sha256: Option<String>,
+    since: String,
+}
+
+/// One immutable view of the registry.
+#[derive(Clone, Default)]
+struct Snapshot {
+    versions: BTreeMap<(String, semver::Version), Entry>,
+    /// Active versions providing each type, newest first.
+    by_type: BTreeMap<String, Vec<Plugin>>,
+    /// Folder files that are loading or failed, by path.
+    pending: BTreeMap<PathBuf, Pending>,
+}
+
+impl Snapshot {
+    fn reindex(&mut self) {
+        let mut by_type: BTreeMap<String, Vec<Plugin>> = BTreeMap::new();
+        // `versions` iterates oldest first within a name; insert at the front.
+        for entry in self.versions.values().filter(|e| !e.disabled) {
+            for action_type in &entry.plugin.manifest().action_types {
+                by_type
+                    .entry(action_type.name.clone())
+                    .or_default()
+                    .insert(0, entry.plugin.clone());
+            }
+        }
+        self.by_type = by_type;
+    }
+
+    fn held_by(&self, source: &Source) -> Option<(&(String, semver::Version), &Entry)> {
+        self.versions.iter().find(|(_, e)| &e.source == source)
+    }
+}
+
+/// What a caller sees of one plugin version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginInfo {
+    /// The plugin's name, such as `send-email`; for a file that has not
+    /// loaded, the file name.
+    pub name: String,
+    /// Its semantic version; null while loading or when it failed.
+    pub version: Option<String>,
+    /// `loading`, `active`, `disabled` or `failed`.
+    pub state: PluginState,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// SHA-256 of the component, hex.
+    pub sha256: Option<String>,
+    /// The `actionhost:executor` version it was built against.
+    pub wit_version: Option<String>,
+    /// Size of the component in bytes.
+    pub size: Option<usize>,
+    /// When it was loaded (or started loading, or failed), RFC 3339.
+    pub loaded_at: String,
+    /// How long the load took, in milliseconds.
+    pub load_ms: Option<u64>,
+    /// Whether the load compiled (`miss`) or used the compiled-code cache (`hit`).
+    #[schema(value_type = Option<String>)]
+    pub cache: Option<CacheOutcome>,
+    /// `folder` or `upload`.
+    pub source: &'static str,
+    /// The file it was loaded from.
+    pub path: String,
+    /// The action types it provides.
+    pub action_types: Vec<String>,
+    /// The action types this version serves right now (it is the newest
+    /// active version providing them).
+    pub serving: Vec<String>,
+}
+
+/// An action type and the versions that provide it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ActionTypeEntry {
+    /// The action type, such as `send_email`.
+    pub name: String,
+    /// Its title.
+    pub title: String,
+    /// What it does.
+    pub description: String,
+    /// The plugin providing it.
+    pub plugin: String,
+    /// The version that serves requests without a pinned `version`.
+    pub version: String,
+    /// Every active version, newest first; a request may pin any of them.
+    pub versions: Vec<String>,
+    /// Whether the type is idempotent.
+    pub idempotent: bool,
+    /// Whether every action of the type needs approval.
+    pub requires_approval: bool,
+    /// JSON Schema of the params (of the serving version).
+    #[schema(value_type = Object)]
+    pub params_schema: serde_json::Value,
+}
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The component did not load: corrupt, traps in `describe`, unknown WIT
+    /// version, bad manifest.
+    #[error("{0}")]
+    Load(#[from] LoadError),
+    /// Another plugin provides one of its action types.
+    #[error("{0}")]
+    Clash(String),
+    /// The same name and version is loaded with different contents, or the
+    /// change does not apply to that source.
+    #[error("{0}")]
+    Conflict(String),
+    /// The expected SHA-256 does not match the upload.
+    #[error("the upload's sha256 is {actual}, not the expected {expected}; nothing was installed")]
+    Checksum {
+        /// What the client expected.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+    /// No such plugin version.
+    #[error("{0}")]
+    NotFound(String),
+    /// The data dir could not be written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Why an action type did not resolve to a plugin.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    /// No active version provides it.
+    #[error("unknown action type {action_type:?}; known action types: {known}")]
+    Unknown {
+        /// The type asked for.
+        action_type: String,
+        /// The known types, comma-separated.
+        known: String,
+    },
+    /// The plugins are still loading after start-up.
+    #[error("plugins are still loading; try again in a moment")]
+    Loading,
+    /// The pinned version is not active.
+    #[error("version {version:?} of {action_type} is not active; active versions: {active}")]
+    Version {
+        /// The type.
+        action_type: String,
+        /// The version asked for.
+        version: String,
+        /// The active versions, comma-separated.
+        active: String,
+    },
+}
+
+/// The plugins that serve requests. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginRegistry {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    plugins: Vec<Plugin>,
-    by_type: BTreeMap<String, Plugin>,
-    failures: Vec<LoadFailure>,
+    runtime: Runtime,
+    extra_hosts: Vec<HostRule>,
+    folder: PathBuf,
+    uploads: PathBuf,
+    snapshot: ArcSwap<Snapshot>,
+    /// Serializes changes (compiles happen before it is taken).
+    write: tokio::sync::Mutex<()>,
+    /// `name@version` of disabled versions, persisted in `uploads/state.json`.
+    disabled: Mutex<BTreeSet<String>>,
+    ready: AtomicBool,
+}
+
+fn key_of(name: &str, version: &semver::Version) -> String {
+    format!("{name}@{version}")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 impl PluginRegistry {
-    /// Loads every `*.wasm` of `dir` with `extra_hosts` granted.
-    pub async fn load_dir(
-        runtime: &Runtime,
-        dir: &Path,
-        extra_hosts: &[HostRule],
+    /// An empty registry over the plugins `folder`, keeping uploads (and the
+    /// disabled list) in `uploads`. Nothing is loaded until [`Self::load_all`].
+    pub fn new(
+        runtime: Runtime,
+        folder: PathBuf,
+        uploads: PathBuf,
+        extra_hosts: Vec<HostRule>,
     ) -> std::io::Result<Self> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+        std::fs::create_dir_all(&uploads)?;
+        let disabled = match std::fs::read(uploads.join("state.json")) {
+            Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
+                .map_err(|err| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: {err}; fix or delete the file (it lists disabled plugin versions)",
+                            uploads.join("state.json").display()
+                        ),
+                    )
+                })?
+                .disabled
+                .into_iter()
+                .collect(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(err) => return Err(err),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                runtime,
+                extra_hosts,
+                folder,
+                uploads,
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                write: tokio::sync::Mutex::new(()),
+                disabled: Mutex::new(disabled),
+                ready: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The watched plugins folder.
+    pub fn folder(&self) -> &Path {
+        &self.inner.folder
+    }
+
+    /// Whether the start-up load has finished.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Loads the uploads and the plugins folder, in parallel, then marks the
+    /// registry ready. A component that fails is reported and skipped.
+    pub async fn load_all(&self) -> std::io::Result<()> {
+        let mut sources: Vec<Source> = wasm_files(&self.inner.uploads)?
+            .into_iter()
+            .map(Source::Upload)
             .collect();
-        paths.sort();
+        sources.extend(
+            wasm_files(&self.inner.folder)?
+                .into_iter()
+                .map(Source::Folder),
+        );
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, path) in paths.into_iter().enumerate() {
-            let runtime = runtime.clone();
-            let options = PluginOptions {
-                extra_hosts: extra_hosts.to_vec(),
-                limits: None,
-            };
+        for (index, source) in sources.into_iter().enumerate() {
+            let registry = self.clone();
             tasks.spawn(async move {
-                let loaded = match tokio::fs::read(&path).await {
-                    Ok(bytes) => runtime
-                        .load(bytes.into(), options)
-                        .await
-                        .map_err(|err| err.to_string()),
-                    Err(err) => Err(format!("cannot read: {err}")),
-                };
-                (index, path, loaded)
+                let loaded = registry.compile(&source).await;
+                (index, source, loaded)
             });
         }
         let mut results = Vec::new();
@@ -72,76 +352,632 @@ impl PluginRegistry {
                 Err(err) => tracing::error!(%err, "a plugin load task failed"),
             }
         }
+        // Admit in a stable order (uploads, then the folder, by name), so a
+        // clash always keeps the same one.
         results.sort_by_key(|(index, _, _)| *index);
+        for (_, source, loaded) in results {
+            self.settle(source, loaded).await;
+        }
+        self.inner.ready.store(true, Ordering::Release);
+        Ok(())
+    }
 
-        let mut plugins = Vec::new();
-        let mut by_type: BTreeMap<String, Plugin> = BTreeMap::new();
-        let mut failures = Vec::new();
-        for (_, path, loaded) in results {
-            let plugin = match loaded {
-                Ok(plugin) => plugin,
-                Err(reason) => {
-                    tracing::error!(path = %path.display(), %reason, "plugin not loaded");
-                    failures.push(LoadFailure { path, reason });
-                    continue;
-                }
+    /// Brings the folder's plugins in line with its files: loads new and
+    /// changed ones, unloads removed ones.
+    pub async fn sync_folder(&self) {
+        let files = match wasm_files(&self.inner.folder) {
+            Ok(files) => files,
+            Err(err) => {
+                tracing::error!(folder = %self.inner.folder.display(), %err, "cannot read the plugins folder");
+                return;
+            }
+        };
+        let present: BTreeSet<&PathBuf> = files.iter().collect();
+        let snapshot = self.inner.snapshot.load_full();
+        // Removed files.
+        for (key, entry) in &snapshot.versions {
+            if let Source::Folder(path) = &entry.source
+                && !present.contains(path)
+            {
+                self.unload_removed(path, key).await;
+            }
+        }
+        for path in snapshot.pending.keys() {
+            if !present.contains(path) {
+                self.change(|s| {
+                    s.pending.remove(path);
+                    Ok(())
+                })
+                .await
+                .ok();
+            }
+        }
+        // New and changed files.
+        for path in files {
+            let Ok(bytes) = tokio::fs::read(&path).await else {
+                continue;
             };
-            let manifest = plugin.manifest();
-            let clash = manifest.action_types.iter().find_map(|t| {
-                by_type
-                    .get(&t.name)
-                    .map(|owner| (t.name.clone(), owner.clone()))
-            });
-            if let Some((action_type, owner)) = clash {
-                let reason = format!(
-                    "action type {action_type:?} is already provided by plugin {} {}; {} {} not loaded",
-                    owner.manifest().name,
-                    owner.manifest().version,
-                    manifest.name,
-                    manifest.version
-                );
-                tracing::error!(path = %path.display(), %reason, "plugin not loaded");
-                failures.push(LoadFailure { path, reason });
+            let sha = sha256_hex(&bytes);
+            let source = Source::Folder(path.clone());
+            let same = {
+                let snapshot = self.inner.snapshot.load();
+                snapshot
+                    .held_by(&source)
+                    .is_some_and(|(_, e)| e.plugin.sha256() == sha)
+                    || snapshot
+                        .pending
+                        .get(&path)
+                        .is_some_and(|p| p.sha256.as_deref() == Some(sha.as_str()))
+            };
+            if same {
                 continue;
             }
-            tracing::info!(
-                plugin = %manifest.name,
-                version = %manifest.version,
-                cache = ?plugin.cache_outcome(),
-                load_ms = plugin.load_time().as_millis() as u64,
-                "plugin loaded"
-            );
-            for action_type in &manifest.action_types {
-                by_type.insert(action_type.name.clone(), plugin.clone());
-            }
-            plugins.push(plugin);
+            tracing::info!(path = %path.display(), "plugin file new or changed; loading");
+            let loaded = self.compile_bytes(&source, bytes.into()).await;
+            self.settle(source, loaded).await;
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                plugins,
-                by_type,
-                failures,
-            }),
+    }
+
+    async fn unload_removed(&self, path: &Path, key: &(String, semver::Version)) {
+        let result = self
+            .change(|s| {
+                if s.versions.get(key).is_some_and(|e| e.source.path() == path) {
+                    s.versions.remove(key);
+                }
+                Ok(())
+            })
+            .await;
+        if result.is_ok() {
+            tracing::info!(plugin = %key.0, version = %key.1, path = %path.display(), "plugin file removed; version unloaded (running executions finish on it)");
+        }
+    }
+
+    /// Reads and compiles a source, with a progress line for long compiles.
+    async fn compile(&self, source: &Source) -> Result<Plugin, RegistryError> {
+        let bytes = tokio::fs::read(source.path()).await.map_err(|err| {
+            RegistryError::Io(format!("cannot read {}: {err}", source.path().display()))
+        })?;
+        self.compile_bytes(source, bytes.into()).await
+    }
+
+    async fn compile_bytes(
+        &self,
+        source: &Source,
+        bytes: Arc<[u8]>,
+    ) -> Result<Plugin, RegistryError> {
+        if let Source::Folder(path) = source {
+            let sha = sha256_hex(&bytes);
+            let _ = self
+                .change(|s| {
+                    s.pending.insert(
+                        path.clone(),
+                        Pending {
+                            state: PluginState::Loading,
+                            reason: None,
+                            sha256: Some(sha.clone()),
+                            since: crate::identity::now(),
+                        },
+                    );
+                    Ok(())
+                })
+                .await;
+        }
+        let options = PluginOptions {
+            extra_hosts: self.inner.extra_hosts.clone(),
+            limits: None,
+        };
+        let load = self.inner.runtime.load(bytes, options);
+        tokio::pin!(load);
+        let started = Instant::now();
+        let mut progress =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                result = &mut load => return result.map_err(RegistryError::Load),
+                _ = progress.tick() => tracing::info!(
+                    path = %source.path().display(),
+                    elapsed_s = started.elapsed().as_secs(),
+                    "still compiling a plugin; the current versions keep serving"
+                ),
+            }
+        }
+    }
+
+    /// Admits a compiled folder or upload source, or records why not.
+    async fn settle(&self, source: Source, loaded: Result<Plugin, RegistryError>) {
+        let result = match loaded {
+            Ok(plugin) => self.admit(source.clone(), plugin).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            let reason = err.to_string();
+            tracing::error!(path = %source.path().display(), %reason, "plugin not loaded; the versions already loaded keep serving");
+            if let Source::Folder(path) = source {
+                let sha = std::fs::read(&path).ok().map(|b| sha256_hex(&b));
+                let _ = self
+                    .change(|s| {
+                        s.pending.insert(
+                            path.clone(),
+                            Pending {
+                                state: PluginState::Failed,
+                                reason: Some(reason.clone()),
+                                sha256: sha.clone(),
+                                since: crate::identity::now(),
+                            },
+                        );
+                        Ok(())
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// The one way in: checks a compiled plugin against the registry and
+    /// swaps it in, replacing whatever version `source` held before.
+    async fn admit(&self, source: Source, plugin: Plugin) -> Result<PluginInfo, RegistryError> {
+        let manifest = plugin.manifest().clone();
+        let version = semver::Version::parse(&manifest.version)
+            .map_err(|err| RegistryError::Conflict(format!("version: {err}")))?;
+        let key = (manifest.name.clone(), version.clone());
+        let disabled = self
+            .inner
+            .disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key_of(&key.0, &key.1));
+        let loaded_at = crate::identity::now();
+        let entry = Entry {
+            plugin: plugin.clone(),
+            source: source.clone(),
+            disabled,
+            loaded_at,
+        };
+        let previous = self
+            .change(|s| {
+                let replaced = s.held_by(&source).map(|(k, _)| k.clone());
+                // Another plugin claiming one of its action types.
+                for action_type in &manifest.action_types {
+                    let owner = s.versions.iter().find(|((name, _), e)| {
+                        *name != manifest.name
+                            && e.plugin.manifest().action_type(&action_type.name).is_some()
+                    });
+                    if let Some(((name, version), _)) = owner {
+                        return Err(RegistryError::Clash(format!(
+                            "action type {:?} is already provided by plugin {name} {version}; \
+                             {} {} was not loaded (rename the action type, or remove {name} first)",
+                            action_type.name, manifest.name, manifest.version
+                        )));
+                    }
+                }
+                // The same version from elsewhere.
+                if let Some(existing) = s.versions.get(&key)
+                    && existing.source != source
+                {
+                    if existing.plugin.sha256() == plugin.sha256() {
+                        return Err(RegistryError::Conflict(format!(
+                            "{} {} is already loaded, with the same contents, from {}",
+                            manifest.name,
+                            manifest.version,
+                            existing.source.path().display()
+                        )));
+                    }
+                    return Err(RegistryError::Conflict(format!(
+                        "{} {} is already loaded from {} with different contents; give the new build a new version",
+                        manifest.name,
+                        manifest.version,
+                        existing.source.path().display()
+                    )));
+                }
+                if let Some(old) = &replaced {
+                    s.versions.remove(old);
+                }
+                s.versions.insert(key.clone(), entry.clone());
+                s.pending.remove(source.path());
+                Ok(replaced)
+            })
+            .await?;
+        tracing::info!(
+            plugin = %manifest.name,
+            version = %manifest.version,
+            wit = %manifest.wit_version,
+            cache = ?plugin.cache_outcome(),
+            load_ms = plugin.load_time().as_millis() as u64,
+            source = source.kind(),
+            path = %source.path().display(),
+            replaced = ?previous.as_ref().map(|(n, v)| key_of(n, v)),
+            "plugin loaded"
+        );
+        Ok(self
+            .info_of(&key)
+            .unwrap_or_else(|| unreachable!("just admitted")))
+    }
+
+    /// Applies `edit` to a copy of the snapshot and swaps it in, unless it fails.
+    async fn change<T>(
+        &self,
+        edit: impl FnOnce(&mut Snapshot) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let _guard = self.inner.write.lock().await;
+        let mut next = Snapshot::clone(&self.inner.snapshot.load());
+        let value = edit(&mut next)?;
+        next.reindex();
+        self.inner.snapshot.store(Arc::new(next));
+        Ok(value)
+    }
+
+    /// Installs an uploaded component: checks the expected hash, compiles,
+    /// admits, and keeps the file in the data dir. Installing the exact same
+    /// component again is not an error (`Ok((info, false))`).
+    pub async fn install(
+        &self,
+        bytes: Arc<[u8]>,
+        expected_sha256: Option<&str>,
+    ) -> Result<(PluginInfo, bool), RegistryError> {
+        let actual = sha256_hex(&bytes);
+        if let Some(expected) = expected_sha256
+            && !expected.eq_ignore_ascii_case(&actual)
+        {
+            return Err(RegistryError::Checksum {
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+        let staging = self.inner.uploads.join(format!("upload-{actual}"));
+        let plugin = self
+            .compile_bytes(&Source::Upload(staging), bytes.clone())
+            .await?;
+        let manifest = plugin.manifest();
+        if let Some(info) = self
+            .info_of_name(&manifest.name)
+            .into_iter()
+            .find(|i| i.version.as_deref() == Some(manifest.version.as_str()))
+        {
+            if info.sha256.as_deref() == Some(actual.as_str()) {
+                return Ok((info, false));
+            }
+            return Err(RegistryError::Conflict(format!(
+                "{} {} is already loaded (from {}) with different contents; give the new build a new version",
+                manifest.name, manifest.version, info.path
+            )));
+        }
+        let path = self
+            .inner
+            .uploads
+            .join(format!("{}-{}.wasm", manifest.name, manifest.version));
+        // On disk before it serves, so an acknowledged upload survives a crash.
+        write_durably(&path, &bytes)
+            .map_err(|err| RegistryError::Io(format!("cannot store the upload: {err}")))?;
+        match self.admit(Source::Upload(path.clone()), plugin).await {
+            Ok(info) => Ok((info, true)),
+            Err(err) => {
+                let _ = std::fs::remove_file(&path);
+                Err(err)
+            }
+        }
+    }
+
+    /// Enables or disables one version. A disabled version stays loaded and
+    /// listed but serves nothing; the choice survives a restart.
+    pub async fn set_enabled(
+        &self,
+        name: &str,
+        version: &str,
+        enabled: bool,
+    ) -> Result<PluginInfo, RegistryError> {
+        let key = self.key(name, version)?;
+        self.change(|s| match s.versions.get_mut(&key) {
+            Some(entry) => {
+                entry.disabled = !enabled;
+                Ok(())
+            }
+            None => Err(not_loaded(name, version)),
         })
+        .await?;
+        {
+            let mut disabled = self
+                .inner
+                .disabled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let id = key_of(&key.0, &key.1);
+            if enabled {
+                disabled.remove(&id);
+            } else {
+                disabled.insert(id);
+            }
+            let file = StateFile {
+                disabled: disabled.iter().cloned().collect(),
+            };
+            let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
+            write_durably(&self.inner.uploads.join("state.json"), &json).map_err(|err| {
+                RegistryError::Io(format!("cannot save the plugin states: {err}"))
+            })?;
+        }
+        tracing::info!(
+            plugin = name,
+            version,
+            enabled,
+            "plugin version {}",
+            if enabled { "enabled" } else { "disabled" }
+        );
+        self.info_of(&key).ok_or_else(|| not_loaded(name, version))
     }
 
-    /// The plugin providing `action_type`.
-    pub fn plugin_for(&self, action_type: &str) -> Option<&Plugin> {
-        self.inner.by_type.get(action_type)
+    /// Unloads an uploaded version and deletes its file. Running executions
+    /// finish on it. A folder version is removed by deleting its file.
+    pub async fn remove(&self, name: &str, version: &str) -> Result<PluginInfo, RegistryError> {
+        let key = self.key(name, version)?;
+        let info = self
+            .info_of(&key)
+            .ok_or_else(|| not_loaded(name, version))?;
+        let path = self
+            .change(|s| {
+                let Some(entry) = s.versions.get(&key) else {
+                    return Err(not_loaded(name, version));
+                };
+                let Source::Upload(path) = entry.source.clone() else {
+                    return Err(RegistryError::Conflict(format!(
+                        "{name} {version} comes from the plugins folder ({}); delete that file to unload it, or disable it",
+                        entry.source.path().display()
+                    )));
+                };
+                s.versions.remove(&key);
+                Ok(path)
+            })
+            .await?;
+        if let Err(err) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %err, "unloaded, but could not delete the stored upload; it will load again at the next start");
+        }
+        tracing::info!(
+            plugin = name,
+            version,
+            "plugin version removed (running executions finish on it)"
+        );
+        Ok(info)
     }
 
-    /// Every action type, sorted.
-    pub fn action_types(&self) -> Vec<&str> {
-        self.inner.by_type.keys().map(String::as_str).collect()
+    fn key(&self, name: &str, version: &str) -> Result<(String, semver::Version), RegistryError> {
+        let parsed = semver::Version::parse(version).map_err(|_| not_loaded(name, version))?;
+        Ok((name.to_owned(), parsed))
     }
 
-    /// The loaded plugins.
-    pub fn plugins(&self) -> &[Plugin] {
-        &self.inner.plugins
+    /// The plugin serving `action_type`: the newest active version, or the
+    /// pinned `version` (`latest` means no pin).
+    pub fn resolve(
+        &self,
+        action_type: &str,
+        version: Option<&str>,
+    ) -> Result<Plugin, ResolveError> {
+        let snapshot = self.inner.snapshot.load();
+        let Some(plugins) = snapshot.by_type.get(action_type).filter(|p| !p.is_empty()) else {
+            if !self.is_ready() {
+                return Err(ResolveError::Loading);
+            }
+            return Err(ResolveError::Unknown {
+                action_type: action_type.to_owned(),
+                known: snapshot
+                    .by_type
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        match version.filter(|v| *v != "latest") {
+            None => Ok(plugins[0].clone()),
+            Some(pinned) => plugins
+                .iter()
+                .find(|p| p.manifest().version == pinned)
+                .cloned()
+                .ok_or_else(|| ResolveError::Version {
+                    action_type: action_type.to_owned(),
+                    version: pinned.to_owned(),
+                    active: plugins
+                        .iter()
+                        .map(|p| p.manifest().version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+        }
     }
 
-    /// The components that did not load.
-    pub fn failures(&self) -> &[LoadFailure] {
-        &self.inner.failures
+    /// The newest active plugin providing `action_type`.
+    pub fn plugin_for(&self, action_type: &str) -> Option<Plugin> {
+        self.resolve(action_type, None).ok()
     }
+
+    /// Every action type an active version provides, sorted.
+    pub fn action_types(&self) -> Vec<String> {
+        self.inner.snapshot.load().by_type.keys().cloned().collect()
+    }
+
+    /// The newest active version of each plugin.
+    pub fn plugins(&self) -> Vec<Plugin> {
+        let snapshot = self.inner.snapshot.load();
+        let mut newest: BTreeMap<&str, &Plugin> = BTreeMap::new();
+        for ((name, _), entry) in snapshot.versions.iter().filter(|(_, e)| !e.disabled) {
+            newest.insert(name, &entry.plugin);
+        }
+        newest.into_values().cloned().collect()
+    }
+
+    /// Every action type with the versions providing it.
+    pub fn action_type_entries(&self) -> Vec<ActionTypeEntry> {
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .by_type
+            .iter()
+            .filter_map(|(name, plugins)| {
+                let serving = plugins.first()?;
+                let manifest = serving.manifest();
+                let info = manifest.action_type(name)?;
+                Some(ActionTypeEntry {
+                    name: name.clone(),
+                    title: info.title.clone(),
+                    description: info.description.clone(),
+                    plugin: manifest.name.clone(),
+                    version: manifest.version.clone(),
+                    versions: plugins
+                        .iter()
+                        .map(|p| p.manifest().version.clone())
+                        .collect(),
+                    idempotent: info.idempotent,
+                    requires_approval: info.requires_approval,
+                    params_schema: info.params_schema.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every version, then every folder file loading or failed.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let snapshot = self.inner.snapshot.load();
+        let mut list: Vec<PluginInfo> = snapshot
+            .versions
+            .iter()
+            .map(|(key, entry)| info(&snapshot, key, entry))
+            .collect();
+        list.extend(snapshot.pending.iter().map(|(path, pending)| {
+            PluginInfo {
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                version: None,
+                state: pending.state,
+                reason: pending.reason.clone(),
+                sha256: pending.sha256.clone(),
+                wit_version: None,
+                size: None,
+                loaded_at: pending.since.clone(),
+                load_ms: None,
+                cache: None,
+                source: "folder",
+                path: path.display().to_string(),
+                action_types: Vec::new(),
+                serving: Vec::new(),
+            }
+        }));
+        list
+    }
+
+    /// The versions of plugin `name`, oldest first.
+    pub fn info_of_name(&self, name: &str) -> Vec<PluginInfo> {
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .versions
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(key, entry)| info(&snapshot, key, entry))
+            .collect()
+    }
+
+    fn info_of(&self, key: &(String, semver::Version)) -> Option<PluginInfo> {
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .versions
+            .get(key)
+            .map(|entry| info(&snapshot, key, entry))
+    }
+
+    /// How many versions are loaded, and how many files are loading or failed.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let snapshot = self.inner.snapshot.load();
+        let loading = snapshot
+            .pending
+            .values()
+            .filter(|p| p.state == PluginState::Loading)
+            .count();
+        (
+            snapshot.versions.len(),
+            loading,
+            snapshot.pending.len() - loading,
+        )
+    }
+}
+
+fn info(snapshot: &Snapshot, key: &(String, semver::Version), entry: &Entry) -> PluginInfo {
+    let manifest = entry.plugin.manifest();
+    let serving = if entry.disabled {
+        Vec::new()
+    } else {
+        manifest
+            .action_types
+            .iter()
+            .filter(|t| {
+                snapshot
+                    .by_type
+                    .get(&t.name)
+                    .and_then(|p| p.first())
+                    .is_some_and(|p| {
+                        p.manifest().version == manifest.version && p.manifest().name == key.0
+                    })
+            })
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    PluginInfo {
+        name: key.0.clone(),
+        version: Some(key.1.to_string()),
+        state: if entry.disabled {
+            PluginState::Disabled
+        } else {
+            PluginState::Active
+        },
+        reason: None,
+        sha256: Some(entry.plugin.sha256().to_owned()),
+        wit_version: Some(manifest.wit_version.clone()),
+        size: Some(entry.plugin.size()),
+        loaded_at: entry.loaded_at.clone(),
+        load_ms: Some(u64::try_from(entry.plugin.load_time().as_millis()).unwrap_or(u64::MAX)),
+        cache: Some(entry.plugin.cache_outcome()),
+        source: entry.source.kind(),
+        path: entry.source.path().display().to_string(),
+        action_types: manifest
+            .action_types
+            .iter()
+            .map(|t| t.name.clone())
+            .collect(),
+        serving,
+    }
+}
+
+fn not_loaded(name: &str, version: &str) -> RegistryError {
+    RegistryError::NotFound(format!("plugin {name} {version} is not loaded"))
+}
+
+/// The persisted plugin states.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    disabled: Vec<String>,
+}
+
+/// The `*.wasm` files of `dir`, sorted.
+fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("partial");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }

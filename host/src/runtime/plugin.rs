@@ -45,6 +45,18 @@ struct PluginInner {
     validators: HashMap<String, jsonschema::Validator>,
 }
 
+impl Drop for PluginInner {
+    /// The last holder let go: no registry snapshot and no running execution
+    /// refers to this version any more, so its code and memory are freed.
+    fn drop(&mut self) {
+        tracing::debug!(
+            plugin = %self.manifest.name,
+            version = %self.manifest.version,
+            "plugin version released"
+        );
+    }
+}
+
 /// A pre-instantiated component, with the bindings of its WIT version.
 enum Pre {
     V0_1_0(v0_1_0::ExecutorPre<HostState>),
@@ -535,7 +547,7 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> FaultK
         Some(Trap::OutOfFuel) => FaultKind::OutOfFuel,
         Some(Trap::StackOverflow) => FaultKind::StackOverflow,
         Some(_) => FaultKind::Trap {
-            message: format!("{err:?}"),
+            message: format!("{err:#}"),
         },
         None => FaultKind::Trap {
             message: format!("{err:#}"),

@@ -54,6 +54,9 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Largest request body, in bytes (default 2 MiB).
     pub max_body_bytes: usize,
+    /// Largest plugin component accepted, from an upload or the plugins
+    /// folder, in bytes (default 64 MiB).
+    pub max_plugin_bytes: usize,
     /// Whether plugins may reach private and loopback addresses (default false).
     pub allow_private_network: bool,
     /// Outbound destinations every plugin may reach beyond its manifest,
@@ -100,6 +103,7 @@ impl Default for ServeConfig {
             log_level: "info".into(),
             shutdown_timeout: Duration::from_secs(30),
             max_body_bytes: 2 << 20,
+            max_plugin_bytes: 64 << 20,
             allow_private_network: false,
             extra_hosts: Vec::new(),
             limits: Limits::default(),
@@ -143,6 +147,7 @@ const SETTINGS: &[&str] = &[
     "log_level",
     "shutdown_timeout",
     "max_body_bytes",
+    "max_plugin_bytes",
     "allow_private_network",
     "extra_hosts",
     "limits",

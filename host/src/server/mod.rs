@@ -85,28 +85,34 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     let mut runtime_config = RuntimeConfig::new(config.cache_dir());
     runtime_config.allow_private_network = config.allow_private_network;
     runtime_config.limits = config.limits.clone();
+    runtime_config.max_component_bytes = config.max_plugin_bytes;
     let runtime = Runtime::new(runtime_config)?;
+    let max_plugin_bytes = runtime.config().max_component_bytes;
     let extra_hosts = config
         .extra_hosts
         .iter()
         .map(|rule| rule.parse::<HostRule>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| anyhow::anyhow!("invalid configuration: extra_hosts: {err}"))?;
-    let registry = PluginRegistry::load_dir(&runtime, &plugins_dir, &extra_hosts)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot read the plugins folder {} (build the bundled plugins with scripts/build-plugins, or set --plugins-dir)",
-                plugins_dir.display()
-            )
-        })?;
-    tracing::info!(
-        plugins = registry.plugins().len(),
-        failed = registry.failures().len(),
-        action_types = %registry.action_types().join(","),
-        dir = %plugins_dir.display(),
-        "plugins loaded"
-    );
+    if !plugins_dir.is_dir() {
+        anyhow::bail!(
+            "the plugins folder {} does not exist (build the bundled plugins with scripts/build-plugins, or set --plugins-dir)",
+            plugins_dir.display()
+        );
+    }
+    let uploads_dir = config.data_dir.join("plugins");
+    let registry = PluginRegistry::new(
+        runtime,
+        plugins_dir.clone(),
+        uploads_dir.clone(),
+        extra_hosts,
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the uploaded plugins folder {}",
+            uploads_dir.display()
+        )
+    })?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -121,16 +127,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         secrets,
         format!("{}/api/v1/auth/callback", public_url.trim_end_matches('/')),
     );
-    let pipeline = Pipeline::new(registry, accounts.clone(), records.clone());
+    let pipeline = Pipeline::new(registry.clone(), accounts.clone(), records.clone());
     let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
-    let (rescheduled, unknown) = actions.recover().await?;
-    if rescheduled + unknown > 0 {
-        tracing::warn!(
-            rescheduled,
-            outcome_unknown = unknown,
-            "recovered actions the last run left executing: idempotent types run again, the others wait for an operator (POST /v1/actions/{{id}}/resolve)"
-        );
-    }
     let state = AppState {
         identity,
         accounts,
@@ -138,6 +136,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         actions: actions.clone(),
         settings: Arc::new(ApiSettings {
             max_body_bytes: config.max_body_bytes,
+            max_plugin_bytes,
         }),
     };
     let app = crate::api::router(state)
@@ -158,6 +157,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                     )
                 })
                 .on_request(())
+                // Every answer is logged below with its status; a 503 from
+                // `/readyz` while plugins load is not a failure to report.
+                .on_failure(())
                 .on_response(
                     |response: &axum::http::Response<_>,
                      latency: Duration,
@@ -184,10 +186,54 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         }
         .in_current_span(),
     );
+    // Plugins load in the background: `/healthz` answers at once, `/readyz`
+    // once they are loaded. Recovery and the scheduler need them, so they
+    // follow; the folder is watched from then on.
+    let started = std::time::Instant::now();
     let scheduler = tokio::spawn({
         let actions = actions.clone();
-        let stop = stop_rx.clone();
-        async move { actions.run_scheduler(stop).await }.in_current_span()
+        let mut stop = stop_rx.clone();
+        let registry = registry.clone();
+        async move {
+            tokio::select! {
+                loaded = registry.load_all() => {
+                    if let Err(err) = loaded {
+                        tracing::error!(%err, folder = %registry.folder().display(), "cannot read the plugins folder; no plugins loaded");
+                    }
+                }
+                _ = stop.wait_for(|stop| *stop) => return Ok(()),
+            }
+            let (versions, loading, failed) = registry.counts();
+            tracing::info!(
+                versions,
+                loading,
+                failed,
+                action_types = %registry.action_types().join(","),
+                ms = started.elapsed().as_millis() as u64,
+                "plugins loaded; ready"
+            );
+            tokio::spawn({
+                let registry = registry.clone();
+                let stop = stop.clone();
+                async move {
+                    if let Err(err) = crate::registry::watch_folder(registry, stop).await {
+                        tracing::error!(%err, "cannot watch the plugins folder; new files are not picked up until a restart");
+                    }
+                }
+                .in_current_span()
+            });
+            let (rescheduled, unknown) = actions.recover().await?;
+            if rescheduled + unknown > 0 {
+                tracing::warn!(
+                    rescheduled,
+                    outcome_unknown = unknown,
+                    "recovered actions the last run left executing: idempotent types run again, the others wait for an operator (POST /v1/actions/{{id}}/resolve)"
+                );
+            }
+            actions.run_scheduler(stop).await;
+            anyhow::Ok(())
+        }
+        .in_current_span()
     });
     let mut graceful = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -205,7 +251,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         }
     }
     // The scheduler has stopped claiming; let the runs in flight finish.
-    let _ = scheduler.await;
+    if let Ok(Err(err)) = scheduler.await {
+        tracing::error!(error = %err, "recovering interrupted actions failed");
+    }
     if !actions.drain(timeout).await {
         tracing::warn!(
             "some action runs did not finish in time; they will be recovered at the next start"
