@@ -121,13 +121,7 @@ pub async fn plugins_upload(
     body: Body,
 ) -> Result<(StatusCode, axum::Json<PluginInfo>), ApiError> {
     let limit = state.settings.max_plugin_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("a component may be at most {limit} bytes (runtime.max_component_bytes)"),
-        )
-    })?;
+    let bytes = read_capped(body, limit).await?;
     if bytes.is_empty() {
         return Err(ApiError::invalid(
             "the body is empty; send the component's bytes (curl --data-binary @plugin.wasm)",
@@ -155,6 +149,41 @@ pub async fn plugins_upload(
         StatusCode::OK
     };
     Ok((status, axum::Json(info)))
+}
+
+/// Reads a body of at most `limit` bytes. A larger one is read on (and
+/// dropped) up to four times the limit before the 413, so that the client
+/// gets the answer rather than a reset connection while it is still sending.
+async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a component may be at most {limit} bytes (setting max_plugin_bytes)"),
+        )
+    };
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|err| ApiError::invalid(format!("reading the body failed: {err}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit.saturating_mul(4) {
+            return Err(too_large());
+        }
+        if seen <= limit {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// One plugin's loaded versions.
