@@ -602,3 +602,85 @@ fn health_is_live_at_once_and_ready_once_plugins_are_loaded() {
         "the server listened only after loading plugins"
     );
 }
+
+/// Runs `actionhost plugin ARGS` against the server: exit code, stdout, stderr.
+fn plugin_cli(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .arg("plugin")
+        .args(args)
+        .env("ACTIONHOST_URL", &server.url)
+        .env("ACTIONHOST_KEY", &server.admin_key)
+        .output()
+        .expect("run actionhost plugin");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_plugin_cli_installs_lists_disables_enables_and_removes() {
+    let server = Server::start_with(versioned_only());
+    let v2 = fixture("fixture-versioned-v2");
+    let v2_path = v2.to_str().expect("utf-8 path");
+    let sha = hex::encode(Sha256::digest(read(&v2)));
+
+    let (code, _, stderr) = plugin_cli(&server, &["install", v2_path, "--sha256", &"1".repeat(64)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("nothing was installed"), "{stderr}");
+
+    let (code, stdout, stderr) = plugin_cli(&server, &["install", v2_path, "--sha256", &sha]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("fixture-versioned") && stdout.contains("2.0.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("versioned_echo"),
+        "serving column: {stdout}"
+    );
+
+    let (code, stdout, stderr) = plugin_cli(&server, &["list", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).expect("json");
+    let versions: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|p| p["name"] == "fixture-versioned")
+        .filter_map(|p| p["version"].as_str())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "2.0.0"]);
+
+    let (code, stdout, stderr) = plugin_cli(&server, &["disable", "fixture-versioned", "2.0.0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("disabled"), "{stdout}");
+    assert_eq!(
+        action_type(&server, "versioned_echo").expect("type")["version"],
+        "1.0.0"
+    );
+    let (code, stdout, stderr) = plugin_cli(&server, &["enable", "fixture-versioned", "2.0.0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("active"), "{stdout}");
+    assert_eq!(
+        action_type(&server, "versioned_echo").expect("type")["version"],
+        "2.0.0"
+    );
+
+    let (code, _, stderr) = plugin_cli(&server, &["remove", "fixture-versioned", "2.0.0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        action_type(&server, "versioned_echo").expect("type")["versions"],
+        json!(["1.0.0"])
+    );
+    let (code, _, stderr) = plugin_cli(&server, &["remove", "fixture-versioned", "1.0.0"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("409") && stderr.contains("plugins folder"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = plugin_cli(&server, &["remove", "fixture-versioned", "7.0.0"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("404"), "{stderr}");
+}

@@ -11,7 +11,7 @@ use super::PluginRegistry;
 /// progress produces a burst of events, and a half-written file must not be
 /// loaded. (A file that is still incomplete after the pause fails to load and
 /// is tried again at its next event.)
-const QUIET: Duration = Duration::from_millis(150);
+const QUIET: Duration = Duration::from_millis(50);
 
 /// Watches the registry's plugins folder until `stop` turns true.
 pub async fn watch_folder(
@@ -29,6 +29,8 @@ pub async fn watch_folder(
         })?;
     watcher.watch(registry.folder(), RecursiveMode::NonRecursive)?;
     tracing::info!(folder = %registry.folder().display(), "watching the plugins folder");
+    // A file that changed between the start-up load and the watch: caught here.
+    registry.sync_folder().await;
     loop {
         tokio::select! {
             event = rx.recv() => {
