@@ -684,3 +684,49 @@ fn the_plugin_cli_installs_lists_disables_enables_and_removes() {
     assert_eq!(code, 1);
     assert!(stderr.contains("404"), "{stderr}");
 }
+
+#[test]
+fn concurrent_uploads_install_once_and_a_removed_version_comes_back_enabled() {
+    let server = Server::start_with(versioned_only());
+    let v2 = read(&fixture("fixture-versioned-v2"));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| upload(&server, v2.clone(), "").status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("upload"))
+            .collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        7,
+        "{statuses:?}"
+    );
+    let stored: Vec<String> = std::fs::read_dir(server.data_dir.join("plugins"))
+        .expect("uploads dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wasm"))
+        .collect();
+    assert_eq!(stored, ["fixture-versioned-2.0.0.wasm"]);
+    assert_eq!(
+        read(&server.data_dir.join("plugins/fixture-versioned-2.0.0.wasm")),
+        v2
+    );
+
+    let disabled = server.post("/v1/plugins/fixture-versioned/2.0.0/disable", &json!({}));
+    assert_eq!(disabled.json["state"], "disabled", "{}", disabled.text);
+    assert_eq!(
+        delete(&server, "/v1/plugins/fixture-versioned/2.0.0").status,
+        200
+    );
+    let again = upload(&server, v2, "");
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.json["state"], "active", "{}", again.text);
+}

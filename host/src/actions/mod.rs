@@ -1338,12 +1338,19 @@ impl Actions {
         Ok(action)
     }
 
-    /// Settles the actions a crash left `executing`, by SPEC.md's rule: an
-    /// idempotent type is scheduled again; any other becomes
-    /// `outcome_unknown` with code `interrupted`, never run twice behind
-    /// the user's back. Returns how many of each.
-    pub async fn recover(&self) -> Result<(usize, usize)> {
-        let ids = self.records().ids_by("actions_executing", "all")?;
+    /// The actions the last run left `executing`: read at start-up before
+    /// the server accepts requests, so that actions started by this run are
+    /// never mistaken for them.
+    pub fn interrupted(&self) -> Result<Vec<String>> {
+        Ok(self.records().ids_by("actions_executing", "all")?)
+    }
+
+    /// Settles the actions a crash left `executing` (`ids`, from
+    /// [`Actions::interrupted`]), by SPEC.md's rule: an idempotent type is
+    /// scheduled again; any other becomes `outcome_unknown` with code
+    /// `interrupted`, never run twice behind the user's back. Returns how
+    /// many of each.
+    pub async fn recover(&self, ids: Vec<String>) -> Result<(usize, usize)> {
         let recovery = Actor::system("recovery");
         let (mut rescheduled, mut unknown) = (0, 0);
         for id in ids {

@@ -63,6 +63,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
             }
+            RegistryError::Loading => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                err.to_string(),
+            ),
             RegistryError::Io(_) => {
                 tracing::error!(error = %err, "plugin registry storage failure");
                 ApiError::new(

@@ -216,6 +216,9 @@ pub enum RegistryError {
     /// No such plugin version.
     #[error("{0}")]
     NotFound(String),
+    /// The start-up load is still running.
+    #[error("plugins are still loading after start-up; try again in a moment")]
+    Loading,
     /// The data dir could not be written.
     #[error("{0}")]
     Io(String),
@@ -261,6 +264,9 @@ struct Inner {
     snapshot: ArcSwap<Snapshot>,
     /// Serializes changes (compiles happen before it is taken).
     write: tokio::sync::Mutex<()>,
+    /// Serializes uploads and removals from check to file (held around
+    /// `write`, never inside it).
+    uploads_lock: tokio::sync::Mutex<()>,
     /// `name@version` of disabled versions, persisted in `uploads/state.json`.
     disabled: Mutex<BTreeSet<String>>,
     ready: AtomicBool,
@@ -309,6 +315,7 @@ impl PluginRegistry {
                 uploads,
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
                 write: tokio::sync::Mutex::new(()),
+                uploads_lock: tokio::sync::Mutex::new(()),
                 disabled: Mutex::new(disabled),
                 ready: AtomicBool::new(false),
             }),
@@ -326,8 +333,16 @@ impl PluginRegistry {
     }
 
     /// Loads the uploads and the plugins folder, in parallel, then marks the
-    /// registry ready. A component that fails is reported and skipped.
+    /// registry ready (also when the folder cannot be read: the server then
+    /// serves what it has, and `/readyz` does not stay 503 for ever). A
+    /// component that fails is reported and skipped.
     pub async fn load_all(&self) -> std::io::Result<()> {
+        let result = self.load_sources().await;
+        self.inner.ready.store(true, Ordering::Release);
+        result
+    }
+
+    async fn load_sources(&self) -> std::io::Result<()> {
         let mut sources: Vec<Source> = wasm_files(&self.inner.uploads)?
             .into_iter()
             .map(Source::Upload)
@@ -341,8 +356,8 @@ impl PluginRegistry {
         for (index, source) in sources.into_iter().enumerate() {
             let registry = self.clone();
             tasks.spawn(async move {
-                let loaded = registry.compile(&source).await;
-                (index, source, loaded)
+                let (sha, loaded) = registry.compile(&source).await;
+                (index, source, sha, loaded)
             });
         }
         let mut results = Vec::new();
@@ -354,16 +369,17 @@ impl PluginRegistry {
         }
         // Admit in a stable order (uploads, then the folder, by name), so a
         // clash always keeps the same one.
-        results.sort_by_key(|(index, _, _)| *index);
-        for (_, source, loaded) in results {
-            self.settle(source, loaded).await;
+        results.sort_by_key(|(index, ..)| *index);
+        for (_, source, sha, loaded) in results {
+            self.settle(source, sha, loaded).await;
         }
-        self.inner.ready.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Brings the folder's plugins in line with its files: loads new and
-    /// changed ones, unloads removed ones.
+    /// changed ones first, then unloads removed ones, so that replacing one
+    /// file by another never leaves an action type unserved while the new
+    /// one compiles.
     pub async fn sync_folder(&self) {
         let files = match wasm_files(&self.inner.folder) {
             Ok(files) => files,
@@ -372,29 +388,9 @@ impl PluginRegistry {
                 return;
             }
         };
-        let present: BTreeSet<&PathBuf> = files.iter().collect();
-        let snapshot = self.inner.snapshot.load_full();
-        // Removed files.
-        for (key, entry) in &snapshot.versions {
-            if let Source::Folder(path) = &entry.source
-                && !present.contains(path)
-            {
-                self.unload_removed(path, key).await;
-            }
-        }
-        for path in snapshot.pending.keys() {
-            if !present.contains(path) {
-                self.change(|s| {
-                    s.pending.remove(path);
-                    Ok(())
-                })
-                .await
-                .ok();
-            }
-        }
         // New and changed files.
-        for path in files {
-            let Ok(bytes) = tokio::fs::read(&path).await else {
+        for path in &files {
+            let Ok(bytes) = tokio::fs::read(path).await else {
                 continue;
             };
             let sha = sha256_hex(&bytes);
@@ -406,7 +402,7 @@ impl PluginRegistry {
                     .is_some_and(|(_, e)| e.plugin.sha256() == sha)
                     || snapshot
                         .pending
-                        .get(&path)
+                        .get(path)
                         .is_some_and(|p| p.sha256.as_deref() == Some(sha.as_str()))
             };
             if same {
@@ -414,8 +410,32 @@ impl PluginRegistry {
             }
             tracing::info!(path = %path.display(), "plugin file new or changed; loading");
             let loaded = self.compile_bytes(&source, bytes.into()).await;
-            self.settle(source, loaded).await;
+            self.settle(source, Some(sha), loaded).await;
         }
+        // Removed files.
+        let present: BTreeSet<&PathBuf> = files.iter().collect();
+        let removed: Vec<((String, semver::Version), PathBuf)> = self
+            .inner
+            .snapshot
+            .load()
+            .versions
+            .iter()
+            .filter_map(|(key, entry)| match &entry.source {
+                Source::Folder(path) if !present.contains(path) => {
+                    Some((key.clone(), path.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (key, path) in removed {
+            self.unload_removed(&path, &key).await;
+        }
+        let _ = self
+            .change(|s| {
+                s.pending.retain(|path, _| present.contains(path));
+                Ok(())
+            })
+            .await;
     }
 
     async fn unload_removed(&self, path: &Path, key: &(String, semver::Version)) {
@@ -432,14 +452,26 @@ impl PluginRegistry {
         }
     }
 
-    /// Reads and compiles a source, with a progress line for long compiles.
-    async fn compile(&self, source: &Source) -> Result<Plugin, RegistryError> {
-        let bytes = tokio::fs::read(source.path()).await.map_err(|err| {
-            RegistryError::Io(format!("cannot read {}: {err}", source.path().display()))
-        })?;
-        self.compile_bytes(source, bytes.into()).await
+    /// Reads and compiles a source: the SHA-256 of the bytes read (if any)
+    /// and the plugin.
+    async fn compile(&self, source: &Source) -> (Option<String>, Result<Plugin, RegistryError>) {
+        match tokio::fs::read(source.path()).await {
+            Ok(bytes) => {
+                let sha = sha256_hex(&bytes);
+                (Some(sha), self.compile_bytes(source, bytes.into()).await)
+            }
+            Err(err) => (
+                None,
+                Err(RegistryError::Io(format!(
+                    "cannot read {}: {err}",
+                    source.path().display()
+                ))),
+            ),
+        }
     }
 
+    /// Compiles `bytes`, with a progress line for long compiles; a folder
+    /// file is shown as `loading` meanwhile.
     async fn compile_bytes(
         &self,
         source: &Source,
@@ -483,8 +515,15 @@ impl PluginRegistry {
         }
     }
 
-    /// Admits a compiled folder or upload source, or records why not.
-    async fn settle(&self, source: Source, loaded: Result<Plugin, RegistryError>) {
+    /// Admits a compiled folder or upload source, or records why not, under
+    /// the hash of the bytes that were compiled (so a file that changes
+    /// again is tried again).
+    async fn settle(
+        &self,
+        source: Source,
+        sha: Option<String>,
+        loaded: Result<Plugin, RegistryError>,
+    ) {
         let result = match loaded {
             Ok(plugin) => self.admit(source.clone(), plugin).await,
             Err(err) => Err(err),
@@ -493,7 +532,6 @@ impl PluginRegistry {
             let reason = err.to_string();
             tracing::error!(path = %source.path().display(), %reason, "plugin not loaded; the versions already loaded keep serving");
             if let Source::Folder(path) = source {
-                let sha = std::fs::read(&path).ok().map(|b| sha256_hex(&b));
                 let _ = self
                     .change(|s| {
                         s.pending.insert(
@@ -519,26 +557,15 @@ impl PluginRegistry {
         let version = semver::Version::parse(&manifest.version)
             .map_err(|err| RegistryError::Conflict(format!("version: {err}")))?;
         let key = (manifest.name.clone(), version.clone());
-        let disabled = self
-            .inner
-            .disabled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key_of(&key.0, &key.1));
-        let loaded_at = crate::identity::now();
-        let entry = Entry {
-            plugin: plugin.clone(),
-            source: source.clone(),
-            disabled,
-            loaded_at,
-        };
-        let previous = self
+        let (previous, info) = self
             .change(|s| {
                 let replaced = s.held_by(&source).map(|(k, _)| k.clone());
-                // Another plugin claiming one of its action types.
+                // Another plugin claiming one of its action types (the
+                // version this source held is being replaced: not a rival).
                 for action_type in &manifest.action_types {
                     let owner = s.versions.iter().find(|((name, _), e)| {
                         *name != manifest.name
+                            && e.source != source
                             && e.plugin.manifest().action_type(&action_type.name).is_some()
                     });
                     if let Some(((name, version), _)) = owner {
@@ -553,16 +580,13 @@ impl PluginRegistry {
                 if let Some(existing) = s.versions.get(&key)
                     && existing.source != source
                 {
-                    if existing.plugin.sha256() == plugin.sha256() {
-                        return Err(RegistryError::Conflict(format!(
-                            "{} {} is already loaded, with the same contents, from {}",
-                            manifest.name,
-                            manifest.version,
-                            existing.source.path().display()
-                        )));
-                    }
+                    let same = if existing.plugin.sha256() == plugin.sha256() {
+                        "with the same contents"
+                    } else {
+                        "with different contents; give the new build a new version"
+                    };
                     return Err(RegistryError::Conflict(format!(
-                        "{} {} is already loaded from {} with different contents; give the new build a new version",
+                        "{} {} is already loaded from {} {same}",
                         manifest.name,
                         manifest.version,
                         existing.source.path().display()
@@ -571,9 +595,30 @@ impl PluginRegistry {
                 if let Some(old) = &replaced {
                     s.versions.remove(old);
                 }
-                s.versions.insert(key.clone(), entry.clone());
+                // Read under the lock, so a concurrent disable is not undone.
+                let disabled = self
+                    .inner
+                    .disabled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&key_of(&key.0, &key.1));
+                s.versions.insert(
+                    key.clone(),
+                    Entry {
+                        plugin: plugin.clone(),
+                        source: source.clone(),
+                        disabled,
+                        loaded_at: crate::identity::now(),
+                    },
+                );
                 s.pending.remove(source.path());
-                Ok(replaced)
+                s.reindex();
+                let info = s
+                    .versions
+                    .get(&key)
+                    .map(|entry| info(s, &key, entry))
+                    .unwrap_or_else(|| unreachable!("just inserted"));
+                Ok((replaced, info))
             })
             .await?;
         tracing::info!(
@@ -587,12 +632,11 @@ impl PluginRegistry {
             replaced = ?previous.as_ref().map(|(n, v)| key_of(n, v)),
             "plugin loaded"
         );
-        Ok(self
-            .info_of(&key)
-            .unwrap_or_else(|| unreachable!("just admitted")))
+        Ok(info)
     }
 
-    /// Applies `edit` to a copy of the snapshot and swaps it in, unless it fails.
+    /// Applies `edit` to a copy of the snapshot and swaps it in, unless it
+    /// fails. The only writer of the snapshot.
     async fn change<T>(
         &self,
         edit: impl FnOnce(&mut Snapshot) -> Result<T, RegistryError>,
@@ -607,12 +651,16 @@ impl PluginRegistry {
 
     /// Installs an uploaded component: checks the expected hash, compiles,
     /// admits, and keeps the file in the data dir. Installing the exact same
-    /// component again is not an error (`Ok((info, false))`).
+    /// component again is not an error (`Ok((info, false))`). Uploads and
+    /// removals run one at a time, and not before the start-up load is done.
     pub async fn install(
         &self,
         bytes: Arc<[u8]>,
         expected_sha256: Option<&str>,
     ) -> Result<(PluginInfo, bool), RegistryError> {
+        if !self.is_ready() {
+            return Err(RegistryError::Loading);
+        }
         let actual = sha256_hex(&bytes);
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&actual)
@@ -626,6 +674,7 @@ impl PluginRegistry {
         let plugin = self
             .compile_bytes(&Source::Upload(staging), bytes.clone())
             .await?;
+        let _uploads = self.inner.uploads_lock.lock().await;
         let manifest = plugin.manifest();
         if let Some(info) = self
             .info_of_name(&manifest.name)
@@ -657,7 +706,8 @@ impl PluginRegistry {
     }
 
     /// Enables or disables one version. A disabled version stays loaded and
-    /// listed but serves nothing; the choice survives a restart.
+    /// listed but serves nothing; the choice is on disk before it applies,
+    /// and survives a restart.
     pub async fn set_enabled(
         &self,
         name: &str,
@@ -665,34 +715,20 @@ impl PluginRegistry {
         enabled: bool,
     ) -> Result<PluginInfo, RegistryError> {
         let key = self.key(name, version)?;
-        self.change(|s| match s.versions.get_mut(&key) {
-            Some(entry) => {
+        let info = self
+            .change(|s| {
+                let Some(entry) = s.versions.get_mut(&key) else {
+                    return Err(not_loaded(name, version));
+                };
+                self.persist_disabled(&key, !enabled)?;
                 entry.disabled = !enabled;
-                Ok(())
-            }
-            None => Err(not_loaded(name, version)),
-        })
-        .await?;
-        {
-            let mut disabled = self
-                .inner
-                .disabled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let id = key_of(&key.0, &key.1);
-            if enabled {
-                disabled.remove(&id);
-            } else {
-                disabled.insert(id);
-            }
-            let file = StateFile {
-                disabled: disabled.iter().cloned().collect(),
-            };
-            let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
-            write_durably(&self.inner.uploads.join("state.json"), &json).map_err(|err| {
-                RegistryError::Io(format!("cannot save the plugin states: {err}"))
-            })?;
-        }
+                s.reindex();
+                Ok(s.versions
+                    .get(&key)
+                    .map(|entry| info(s, &key, entry))
+                    .unwrap_or_else(|| unreachable!("just updated")))
+            })
+            .await?;
         tracing::info!(
             plugin = name,
             version,
@@ -700,17 +736,47 @@ impl PluginRegistry {
             "plugin version {}",
             if enabled { "enabled" } else { "disabled" }
         );
-        self.info_of(&key).ok_or_else(|| not_loaded(name, version))
+        Ok(info)
+    }
+
+    /// Records `key` as disabled or not in `state.json`, then in memory.
+    /// Called under the write lock.
+    fn persist_disabled(
+        &self,
+        key: &(String, semver::Version),
+        disabled: bool,
+    ) -> Result<(), RegistryError> {
+        let mut set = self
+            .inner
+            .disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let id = key_of(&key.0, &key.1);
+        if set.contains(&id) == disabled {
+            return Ok(());
+        }
+        let mut next = set.clone();
+        if disabled {
+            next.insert(id);
+        } else {
+            next.remove(&id);
+        }
+        let file = StateFile {
+            disabled: next.iter().cloned().collect(),
+        };
+        let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        write_durably(&self.inner.uploads.join("state.json"), &json)
+            .map_err(|err| RegistryError::Io(format!("cannot save the plugin states: {err}")))?;
+        *set = next;
+        Ok(())
     }
 
     /// Unloads an uploaded version and deletes its file. Running executions
     /// finish on it. A folder version is removed by deleting its file.
     pub async fn remove(&self, name: &str, version: &str) -> Result<PluginInfo, RegistryError> {
         let key = self.key(name, version)?;
+        let _uploads = self.inner.uploads_lock.lock().await;
         let info = self
-            .info_of(&key)
-            .ok_or_else(|| not_loaded(name, version))?;
-        let path = self
             .change(|s| {
                 let Some(entry) = s.versions.get(&key) else {
                     return Err(not_loaded(name, version));
@@ -721,13 +787,22 @@ impl PluginRegistry {
                         entry.source.path().display()
                     )));
                 };
+                let info = info(s, &key, entry);
+                // The file goes first: if it cannot, nothing changes.
+                if let Err(err) = std::fs::remove_file(&path)
+                    && err.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(RegistryError::Io(format!(
+                        "cannot delete {}: {err}",
+                        path.display()
+                    )));
+                }
+                // A later upload of the same version starts enabled.
+                self.persist_disabled(&key, false)?;
                 s.versions.remove(&key);
-                Ok(path)
+                Ok(info)
             })
             .await?;
-        if let Err(err) = std::fs::remove_file(&path) {
-            tracing::warn!(path = %path.display(), %err, "unloaded, but could not delete the stored upload; it will load again at the next start");
-        }
         tracing::info!(
             plugin = name,
             version,
@@ -870,14 +945,6 @@ impl PluginRegistry {
             .filter(|((n, _), _)| n == name)
             .map(|(key, entry)| info(&snapshot, key, entry))
             .collect()
-    }
-
-    fn info_of(&self, key: &(String, semver::Version)) -> Option<PluginInfo> {
-        let snapshot = self.inner.snapshot.load();
-        snapshot
-            .versions
-            .get(key)
-            .map(|entry| info(&snapshot, key, entry))
     }
 
     /// How many versions are loaded, and how many files are loading or failed.

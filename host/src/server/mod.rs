@@ -129,6 +129,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     );
     let pipeline = Pipeline::new(registry.clone(), accounts.clone(), records.clone());
     let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
+    // Read before the first request can start an action.
+    let interrupted = actions.interrupted()?;
     let state = AppState {
         identity,
         accounts,
@@ -222,7 +224,13 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                 }
                 .in_current_span()
             });
-            let (rescheduled, unknown) = actions.recover().await?;
+            let (rescheduled, unknown) = match actions.recover(interrupted).await {
+                Ok(counts) => counts,
+                Err(err) => {
+                    tracing::error!(error = %err, "recovering interrupted actions failed; the scheduler does not start (restart the server once the cause is fixed)");
+                    return Err(err.into());
+                }
+            };
             if rescheduled + unknown > 0 {
                 tracing::warn!(
                     rescheduled,
@@ -251,9 +259,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         }
     }
     // The scheduler has stopped claiming; let the runs in flight finish.
-    if let Ok(Err(err)) = scheduler.await {
-        tracing::error!(error = %err, "recovering interrupted actions failed");
-    }
+    // A recovery failure was logged when it happened.
+    let _ = scheduler.await;
     if !actions.drain(timeout).await {
         tracing::warn!(
             "some action runs did not finish in time; they will be recovered at the next start"
