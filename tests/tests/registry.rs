@@ -291,8 +291,9 @@ fn a_new_version_dropped_in_the_folder_under_load_takes_over_without_a_failed_re
         "the old version to be released",
         Duration::from_secs(5),
         || {
-            server.log().contains("plugin version released")
-                && server.log().contains("version=1.0.0")
+            server.log().lines().any(|line| {
+                line.contains("plugin version released") && line.contains("version=1.0.0")
+            })
         },
     );
     eprintln!(

@@ -247,23 +247,7 @@ pub async fn actions_get(
         .pipeline
         .registry()
         .resolve(&action, None)
-        .map_err(|err| {
-            let status = match err {
-                crate::registry::ResolveError::Loading => {
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => axum::http::StatusCode::NOT_FOUND,
-            };
-            ApiError::new(
-                status,
-                if status == 404 {
-                    "not_found"
-                } else {
-                    "unavailable"
-                },
-                err.to_string(),
-            )
-        })?;
+        .map_err(|err| ApiError::from(crate::executions::PipelineError::from(err)))?;
     let manifest = plugin.manifest();
     let info = manifest
         .action_type(&action)

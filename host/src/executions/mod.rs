@@ -277,6 +277,18 @@ impl PipelineError {
     }
 }
 
+impl From<ResolveError> for PipelineError {
+    fn from(err: ResolveError) -> Self {
+        match err {
+            ResolveError::Unknown { action_type, known } => {
+                Self::UnknownAction { action_type, known }
+            }
+            ResolveError::Loading => Self::Unavailable(err.to_string()),
+            ResolveError::Version { .. } => Self::Mismatch(err.to_string()),
+        }
+    }
+}
+
 /// An execution checked and ready to run: [`Pipeline::prepare`]'s result.
 pub struct Prepared {
     plugin: Plugin,
@@ -439,14 +451,7 @@ impl Pipeline {
     fn plugin_of(&self, command: &ExecuteCommand) -> Result<Plugin, PipelineError> {
         let plugin = self
             .registry
-            .resolve(&command.action_type, command.version.as_deref())
-            .map_err(|err| match err {
-                ResolveError::Unknown {
-                    action_type, known, ..
-                } => PipelineError::UnknownAction { action_type, known },
-                ResolveError::Loading => PipelineError::Unavailable(err.to_string()),
-                ResolveError::Version { .. } => PipelineError::Mismatch(err.to_string()),
-            })?;
+            .resolve(&command.action_type, command.version.as_deref())?;
         let manifest = plugin.manifest();
         if let Some(app) = &command.app_name
             && !app.eq_ignore_ascii_case(&manifest.name)

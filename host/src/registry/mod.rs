@@ -125,6 +125,10 @@ impl Snapshot {
         self.by_type = by_type;
     }
 
+    fn info(&self, key: &(String, semver::Version)) -> Option<PluginInfo> {
+        self.versions.get(key).map(|entry| info(self, key, entry))
+    }
+
     fn held_by(&self, source: &Source) -> Option<(&(String, semver::Version), &Entry)> {
         self.versions.iter().find(|(_, e)| &e.source == source)
     }
@@ -409,7 +413,7 @@ impl PluginRegistry {
                 continue;
             }
             tracing::info!(path = %path.display(), "plugin file new or changed; loading");
-            let loaded = self.compile_bytes(&source, bytes.into()).await;
+            let loaded = self.compile_bytes(&source, &sha, bytes.into()).await;
             self.settle(source, Some(sha), loaded).await;
         }
         // Removed files.
@@ -458,7 +462,8 @@ impl PluginRegistry {
         match tokio::fs::read(source.path()).await {
             Ok(bytes) => {
                 let sha = sha256_hex(&bytes);
-                (Some(sha), self.compile_bytes(source, bytes.into()).await)
+                let loaded = self.compile_bytes(source, &sha, bytes.into()).await;
+                (Some(sha), loaded)
             }
             Err(err) => (
                 None,
@@ -475,10 +480,10 @@ impl PluginRegistry {
     async fn compile_bytes(
         &self,
         source: &Source,
+        sha: &str,
         bytes: Arc<[u8]>,
     ) -> Result<Plugin, RegistryError> {
         if let Source::Folder(path) = source {
-            let sha = sha256_hex(&bytes);
             let _ = self
                 .change(|s| {
                     s.pending.insert(
@@ -486,7 +491,7 @@ impl PluginRegistry {
                         Pending {
                             state: PluginState::Loading,
                             reason: None,
-                            sha256: Some(sha.clone()),
+                            sha256: Some(sha.to_owned()),
                             since: crate::identity::now(),
                         },
                     );
@@ -557,8 +562,8 @@ impl PluginRegistry {
         let version = semver::Version::parse(&manifest.version)
             .map_err(|err| RegistryError::Conflict(format!("version: {err}")))?;
         let key = (manifest.name.clone(), version.clone());
-        let (previous, info) = self
-            .change(|s| {
+        let (previous, after) = self
+            .change_seen(|s| {
                 let replaced = s.held_by(&source).map(|(k, _)| k.clone());
                 // Another plugin claiming one of its action types (the
                 // version this source held is being replaced: not a rival).
@@ -612,15 +617,12 @@ impl PluginRegistry {
                     },
                 );
                 s.pending.remove(source.path());
-                s.reindex();
-                let info = s
-                    .versions
-                    .get(&key)
-                    .map(|entry| info(s, &key, entry))
-                    .unwrap_or_else(|| unreachable!("just inserted"));
-                Ok((replaced, info))
+                Ok(replaced)
             })
             .await?;
+        let info = after
+            .info(&key)
+            .unwrap_or_else(|| unreachable!("the snapshot it was just inserted into"));
         tracing::info!(
             plugin = %manifest.name,
             version = %manifest.version,
@@ -641,12 +643,22 @@ impl PluginRegistry {
         &self,
         edit: impl FnOnce(&mut Snapshot) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
+        self.change_seen(edit).await.map(|(value, _)| value)
+    }
+
+    /// [`Self::change`], also returning the snapshot it swapped in (later
+    /// changes cannot have touched it).
+    async fn change_seen<T>(
+        &self,
+        edit: impl FnOnce(&mut Snapshot) -> Result<T, RegistryError>,
+    ) -> Result<(T, Arc<Snapshot>), RegistryError> {
         let _guard = self.inner.write.lock().await;
         let mut next = Snapshot::clone(&self.inner.snapshot.load());
         let value = edit(&mut next)?;
         next.reindex();
-        self.inner.snapshot.store(Arc::new(next));
-        Ok(value)
+        let next = Arc::new(next);
+        self.inner.snapshot.store(next.clone());
+        Ok((value, next))
     }
 
     /// Installs an uploaded component: checks the expected hash, compiles,
@@ -672,7 +684,7 @@ impl PluginRegistry {
         }
         let staging = self.inner.uploads.join(format!("upload-{actual}"));
         let plugin = self
-            .compile_bytes(&Source::Upload(staging), bytes.clone())
+            .compile_bytes(&Source::Upload(staging), &actual, bytes.clone())
             .await?;
         let _uploads = self.inner.uploads_lock.lock().await;
         let manifest = plugin.manifest();
@@ -715,20 +727,19 @@ impl PluginRegistry {
         enabled: bool,
     ) -> Result<PluginInfo, RegistryError> {
         let key = self.key(name, version)?;
-        let info = self
-            .change(|s| {
+        let ((), after) = self
+            .change_seen(|s| {
                 let Some(entry) = s.versions.get_mut(&key) else {
                     return Err(not_loaded(name, version));
                 };
                 self.persist_disabled(&key, !enabled)?;
                 entry.disabled = !enabled;
-                s.reindex();
-                Ok(s.versions
-                    .get(&key)
-                    .map(|entry| info(s, &key, entry))
-                    .unwrap_or_else(|| unreachable!("just updated")))
+                Ok(())
             })
             .await?;
+        let info = after
+            .info(&key)
+            .unwrap_or_else(|| unreachable!("the snapshot it was just updated in"));
         tracing::info!(
             plugin = name,
             version,

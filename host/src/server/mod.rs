@@ -87,7 +87,6 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     runtime_config.limits = config.limits.clone();
     runtime_config.max_component_bytes = config.max_plugin_bytes;
     let runtime = Runtime::new(runtime_config)?;
-    let max_plugin_bytes = runtime.config().max_component_bytes;
     let extra_hosts = config
         .extra_hosts
         .iter()
@@ -138,7 +137,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         actions: actions.clone(),
         settings: Arc::new(ApiSettings {
             max_body_bytes: config.max_body_bytes,
-            max_plugin_bytes,
+            max_plugin_bytes: config.max_plugin_bytes,
         }),
     };
     let app = crate::api::router(state)
