@@ -5,6 +5,11 @@
 //!   outbound policy, log capture, JSON output check).
 //! - `execute_noop/raw_wasmtime`: the same component, the same call, from a
 //!   plain `InstancePre` with the pooling allocator: no limits, no log.
+//! - `execute_by_language/<lang>/<fresh|reused>`: `execute` of the no-op
+//!   fixture written in Rust, JavaScript (`fixture-noop-js`) and Python
+//!   (`fixture-noop-py`), for one connected account, with a fresh instance
+//!   per execution (reuse off) and with instance reuse (the fixtures opt in);
+//!   a table of each one's ratio to Rust follows the run.
 //! - `load/<plugin>/cold` and `load/<plugin>/cached`: loading each bundled
 //!   plugin with an empty compiled-code cache (compile), and with a warm one.
 //!
@@ -16,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actionhost::runtime::{Credentials, ExecuteRequest, PluginOptions, Runtime, RuntimeConfig};
+use actionhost::runtime::{
+    AccountInfo, Credentials, ExecuteRequest, PluginOptions, Runtime, RuntimeConfig,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable, Val};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -47,6 +54,7 @@ fn noop_request() -> ExecuteRequest {
         attempt: 1,
         idempotency_key: "act_bench".into(),
         account: None,
+        reuse_key: None,
     }
 }
 
@@ -170,6 +178,91 @@ fn execute_noop(c: &mut Criterion) {
     group.finish();
 }
 
+/// The languages compared: label, fixture, action type.
+const LANGUAGES: &[(&str, &str, &str)] = &[
+    ("rust", "fixture-noop", "noop"),
+    ("javascript", "fixture-noop-js", "noop_js"),
+    ("python", "fixture-noop-py", "noop_py"),
+];
+
+fn execute_by_language(c: &mut Criterion) {
+    let rt = tokio();
+    // One cache for both runtimes and across runs: compiling a JavaScript or
+    // Python component takes seconds.
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache");
+    let credentials = Arc::new(actionhost::runtime::Grant::from(Credentials::None));
+    let mut group = c.benchmark_group("execute_by_language");
+    for reuse in [false, true] {
+        let mut config = RuntimeConfig::new(&cache);
+        config.reuse.enabled = reuse;
+        let runtime = Runtime::new(config).expect("runtime");
+        for (label, fixture, action_type) in LANGUAGES {
+            let plugin = rt
+                .block_on(runtime.load(
+                    component("fixtures", fixture).into(),
+                    PluginOptions::default(),
+                ))
+                .expect("load");
+            let request = ExecuteRequest {
+                action_type: (*action_type).into(),
+                account: Some(AccountInfo {
+                    id: "ca_bench".into(),
+                    app_name: (*fixture).into(),
+                    metadata: serde_json::json!({}),
+                }),
+                reuse_key: Some("ca_bench".into()),
+                ..noop_request()
+            };
+            let mode = if reuse { "reused" } else { "fresh" };
+            group.bench_function(format!("{label}/{mode}"), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let execution = plugin
+                        .execute(request.clone(), credentials.clone())
+                        .await
+                        .expect("no fault");
+                    assert_eq!(
+                        execution.outcome.as_ref().ok(),
+                        Some(&serde_json::json!({}))
+                    );
+                });
+            });
+        }
+    }
+    group.finish();
+    print_language_table();
+}
+
+/// Each language's median against Rust's, from criterion's estimates of
+/// this run (nothing is printed in test mode, which measures nothing).
+fn print_language_table() {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/execute_by_language");
+    let median = |label: &str, mode: &str| -> Option<f64> {
+        let text =
+            std::fs::read_to_string(dir.join(label).join(mode).join("new/estimates.json")).ok()?;
+        let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
+        estimates["median"]["point_estimate"].as_f64()
+    };
+    if std::env::args().any(|arg| arg == "--test") {
+        return;
+    }
+    let Some(rust) = median("rust", "fresh") else {
+        return;
+    };
+    println!("\nper-execution time (median) and ratio to Rust (fresh instance):");
+    for (label, _, _) in LANGUAGES {
+        for mode in ["fresh", "reused"] {
+            if let Some(ns) = median(label, mode) {
+                println!(
+                    "  {label:<10} {mode:<6} {:>10.1} µs  {:>6.1}x",
+                    ns / 1000.0,
+                    ns / rust
+                );
+            }
+        }
+    }
+}
+
 fn load(c: &mut Criterion) {
     let rt = tokio();
     let mut group = c.benchmark_group("load");
@@ -216,5 +309,5 @@ fn load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, execute_noop, load);
+criterion_group!(benches, execute_noop, execute_by_language, load);
 criterion_main!(benches);

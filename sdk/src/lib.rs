@@ -56,6 +56,8 @@
 //!   through the account's SMTP server.
 //! - [`log`] writes into the execution's log, which the host keeps with the
 //!   execution record.
+//! - [`signing`] signs bytes with the account's signing secret, which stays
+//!   in the host.
 
 #![deny(missing_docs)]
 
@@ -69,6 +71,7 @@ pub mod email;
 mod error;
 pub mod http;
 pub mod log;
+pub mod signing;
 pub mod smtp;
 
 pub use action::{Action, AuthScheme};
@@ -78,7 +81,7 @@ pub use schemars::JsonSchema;
 
 /// The version of the WIT contract (`actionhost:executor`) this SDK builds
 /// plugins against.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 /// Implementation details of [`plugin!`]; not a public API.
 #[doc(hidden)]
@@ -97,9 +100,15 @@ pub mod __private {
 ///     version: "1.0.0",                          // optional, defaults to CARGO_PKG_VERSION
 ///     description: "Upserts contacts into HubSpot",
 ///     outbound_hosts: ["https://api.hubapi.com"], // optional, scheme://host[:port]
+///     reuse: { max_calls: 1000, max_idle: 0 },   // optional: opt into instance reuse
 ///     actions: [UpsertContacts],                 // types implementing `Action`
 /// }
 /// ```
+///
+/// `reuse` lets the host keep an instance between executions of the same
+/// connected account (globals survive); leave it out for a fresh instance
+/// per execution. A Rust plugin instantiates in microseconds, so it rarely
+/// needs reuse.
 #[macro_export]
 macro_rules! plugin {
     (
@@ -107,6 +116,7 @@ macro_rules! plugin {
         $(version: $version:expr,)?
         description: $description:expr,
         $(outbound_hosts: [$($host:expr),* $(,)?],)?
+        $(reuse: { max_calls: $max_calls:expr, max_idle: $max_idle:expr $(,)? },)?
         actions: [$($action:ty),+ $(,)?] $(,)?
     ) => {
         #[doc(hidden)]
@@ -121,6 +131,10 @@ macro_rules! plugin {
                     &[$($($host),*)?],
                     ::std::vec![$($crate::__private::describe_action::<$action>()),+],
                 )
+            }
+
+            fn reuse_policy() -> ::std::option::Option<$crate::bindings::ReusePolicy> {
+                $crate::plugin!(@reuse $($max_calls, $max_idle)?)
             }
 
             fn validate(
@@ -156,6 +170,13 @@ macro_rules! plugin {
         $crate::bindings::__export_executor!(__ActionhostPlugin with_types_in $crate::bindings);
     };
     (@version) => { ::core::env!("CARGO_PKG_VERSION") };
+    (@reuse) => { ::std::option::Option::None };
+    (@reuse $max_calls:expr, $max_idle:expr) => {
+        ::std::option::Option::Some($crate::bindings::ReusePolicy {
+            max_calls: $max_calls,
+            max_idle: $max_idle,
+        })
+    };
     (@version $version:expr) => { $version };
 }
 

@@ -1,5 +1,5 @@
-//! Local stand-ins for Gmail, LinkedIn and HubSpot, and an OAuth2
-//! authorization server.
+//! Local stand-ins for Gmail, LinkedIn, HubSpot and Slack, a receiver of
+//! signed webhooks, and an OAuth2 authorization server.
 //!
 //! One HTTP server on loopback answers the three providers' endpoints and
 //! checks each request the way the real service would: the path, the bearer
@@ -22,6 +22,10 @@ use sha2::Digest as _;
 
 /// The bearer token the stand-ins accept from the start.
 pub const TOKEN: &str = "test-access-token-5f0c";
+/// The secret the webhook receiver verifies signatures with.
+pub const WEBHOOK_SECRET: &str = "whsec-test-3c61f0b2a9d84e7f";
+/// Slack channel ids the Slack stand-in knows.
+pub const SLACK_CHANNELS: &[&str] = &["C0123456789", "C0PUBLIC01"];
 /// The OAuth2 client the authorization server knows.
 pub const CLIENT_ID: &str = "actionhost-test-client";
 /// Its secret.
@@ -266,6 +270,9 @@ async fn handle(
     if uri.path().starts_with("/oauth/") {
         return oauth(&shared, &method, &uri, &recorded).await;
     }
+    if uri.path().starts_with("/hooks/") {
+        return webhook(&shared, &recorded);
+    }
     let fault = {
         let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
         shared.requests.push(recorded.clone());
@@ -311,6 +318,9 @@ async fn handle(
                 .accepted
                 .contains(token)
         });
+    if (method.as_str(), uri.path()) == ("POST", "/api/chat.postMessage") {
+        return slack_post_message(&recorded, authorized);
+    }
     if !authorized {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -329,6 +339,132 @@ async fn handle(
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({ "error": { "code": status.as_u16(), "status": code, "message": message } });
     (status, axum::Json(body)).into_response()
+}
+
+/// Slack `chat.postMessage`: HTTP 200 with `{"ok": false, "error": code}`
+/// for everything but rate limits and outages, as Slack does.
+fn slack_post_message(request: &Recorded, authorized: bool) -> Response {
+    let slack = |body: Value| (StatusCode::OK, axum::Json(body)).into_response();
+    let fail = |code: &str| slack(json!({ "ok": false, "error": code }));
+    if request.header("authorization").is_none() {
+        return fail("not_authed");
+    }
+    if !authorized {
+        return fail("invalid_auth");
+    }
+    if !request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"))
+    {
+        return fail("invalid_arguments");
+    }
+    let body = request.json();
+    let Some(channel) = body["channel"].as_str() else {
+        return fail("channel_not_found");
+    };
+    let text = body["text"].as_str().unwrap_or_default();
+    let blocks = body.get("blocks");
+    if text.is_empty() && blocks.is_none() {
+        return fail("no_text");
+    }
+    if let Some(blocks) = blocks {
+        let valid = blocks
+            .as_array()
+            .is_some_and(|list| !list.is_empty() && list.iter().all(|b| b["type"].is_string()));
+        if !valid {
+            return fail("invalid_blocks");
+        }
+    }
+    if text.len() > 40_000 {
+        return fail("msg_too_long");
+    }
+    if channel == "C0ARCHIVED" {
+        return fail("is_archived");
+    }
+    if !SLACK_CHANNELS.contains(&channel) {
+        return fail("channel_not_found");
+    }
+    slack(json!({
+        "ok": true,
+        "channel": channel,
+        "ts": "1700000000.000100",
+        "message": { "type": "message", "text": text, "user": "U0BOT", "ts": "1700000000.000100" },
+    }))
+}
+
+/// A webhook receiver verifying `x-webhook-signature: t=<unix>,v1=<hex>`, an
+/// HMAC-SHA256 under [`WEBHOOK_SECRET`] of `"{t}." + body`, as a careful
+/// receiver would: constant-time comparison, timestamps at most 5 minutes
+/// old. `/hooks/status/{code}` answers `code` after verifying.
+fn webhook(shared: &Arc<Mutex<Shared>>, request: &Recorded) -> Response {
+    use hmac::Mac;
+    let fault = {
+        let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.requests.push(request.clone());
+        shared.faults.pop_front()
+    };
+    let refuse = |status: StatusCode, why: &str| {
+        (status, axum::Json(json!({ "error": why }))).into_response()
+    };
+    if !request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"))
+    {
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "json expected");
+    }
+    let Some(signature) = request.header("x-webhook-signature") else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing x-webhook-signature");
+    };
+    let mut timestamp = None;
+    let mut mac_hex = None;
+    for part in signature.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => timestamp = value.parse::<u64>().ok(),
+            Some(("v1", value)) => mac_hex = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (Some(timestamp), Some(mac_bytes)) = (timestamp, mac_hex) else {
+        return refuse(StatusCode::UNAUTHORIZED, "malformed x-webhook-signature");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now.abs_diff(timestamp) > 300 {
+        return refuse(StatusCode::UNAUTHORIZED, "stale timestamp");
+    }
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes())
+        .expect("any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&request.body);
+    if mac.verify_slice(&mac_bytes).is_err() {
+        return refuse(StatusCode::UNAUTHORIZED, "signature mismatch");
+    }
+    if request.header("idempotency-key").is_none_or(str::is_empty) {
+        return refuse(StatusCode::BAD_REQUEST, "missing idempotency-key");
+    }
+    if request.json().get("payload").is_none() {
+        return refuse(StatusCode::BAD_REQUEST, "body has no payload");
+    }
+    match fault {
+        Some(Fault::RateLimited { retry_after_secs }) => {
+            let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after_secs.into());
+            return response;
+        }
+        Some(Fault::Unavailable) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "down"),
+        Some(Fault::Unauthorized) => return refuse(StatusCode::UNAUTHORIZED, "revoked"),
+        Some(Fault::Slow(_)) | None => {}
+    }
+    let status = request
+        .path
+        .strip_prefix("/hooks/status/")
+        .and_then(|code| code.parse::<u16>().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::NO_CONTENT);
+    status.into_response()
 }
 
 /// Gmail `users.messages.send`: `{"raw": base64url(RFC 2822)}`.

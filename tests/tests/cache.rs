@@ -25,6 +25,7 @@ async fn assert_runs(plugin: &Plugin) {
         attempt: 3,
         idempotency_key: "a".into(),
         account: None,
+        reuse_key: None,
     };
     let execution = plugin
         .execute(request, Arc::new(Credentials::None.into()))

@@ -34,7 +34,7 @@ impl Sandbox {
                         bytes.into(),
                         PluginOptions {
                             extra_hosts,
-                            limits: None,
+                            ..PluginOptions::default()
                         },
                     )
                     .await
@@ -87,6 +87,7 @@ fn request(action_type: &str, params: Value) -> ExecuteRequest {
         attempt: 1,
         idempotency_key: "act_test".into(),
         account: None,
+        reuse_key: None,
     }
 }
 

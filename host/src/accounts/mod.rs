@@ -66,6 +66,9 @@ pub enum SchemeConfig {
     Bearer,
     /// HTTP basic authentication.
     Basic,
+    /// A secret that the host signs outbound requests with (signed
+    /// webhooks); it is never sent, and the plugin never sees it.
+    SigningSecret,
     /// An SMTP server login; host and port may be set here for every account.
     Smtp {
         /// Default server host.
@@ -86,6 +89,7 @@ impl SchemeConfig {
             Self::Bearer => "bearer",
             Self::Basic => "basic",
             Self::Smtp { .. } => "smtp",
+            Self::SigningSecret => "signing_secret",
         }
     }
 }
@@ -226,6 +230,9 @@ enum AccountSecret {
         access_token: String,
         refresh_token: Option<String>,
     },
+    SigningSecret {
+        secret: String,
+    },
 }
 
 /// What the client sends as an account's credentials, per scheme.
@@ -233,6 +240,11 @@ enum AccountSecret {
 #[serde(deny_unknown_fields)]
 struct TokenInput {
     token: String,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningSecretInput {
+    secret: String,
 }
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -569,6 +581,15 @@ impl Accounts {
             (SchemeConfig::ApiKey { .. }, Some(value)) => {
                 let ApiKeyInput { api_key } = parse_input(scheme, value)?;
                 (Some(AccountSecret::ApiKey { key: api_key }), None)
+            }
+            (SchemeConfig::SigningSecret, Some(value)) => {
+                let SigningSecretInput { secret } = parse_input(scheme, value)?;
+                Credentials::SigningSecret {
+                    secret: SecretString::from(secret.clone()),
+                }
+                .check()
+                .map_err(AccountError::Invalid)?;
+                (Some(AccountSecret::SigningSecret { secret }), None)
             }
             (SchemeConfig::Basic, Some(value)) => {
                 let BasicInput { username, password } = parse_input(scheme, value)?;
@@ -939,6 +960,9 @@ impl Accounts {
                     value: key.into(),
                 }
             }
+            (AccountSecret::SigningSecret { secret }, _) => Credentials::SigningSecret {
+                secret: secret.into(),
+            },
             (AccountSecret::Basic { username, password }, _) => Credentials::Basic {
                 username,
                 password: password.into(),

@@ -121,6 +121,7 @@ impl ExecArgs {
             params,
             attempt: 1,
             account,
+            reuse_key: None,
         };
         match plugin.execute(request, Arc::new(credentials.into())).await {
             Ok(execution) => {
@@ -236,7 +237,7 @@ async fn find_plugin(
         };
         let options = PluginOptions {
             extra_hosts: extra_hosts.clone(),
-            limits: None,
+            ..PluginOptions::default()
         };
         match runtime.load(bytes.into(), options).await {
             Ok(plugin) => {

@@ -6,8 +6,10 @@
 
 mod actions;
 mod exec;
+mod harness;
 mod keys;
 mod plugin;
+mod scaffold;
 mod serve;
 
 use std::path::PathBuf;

@@ -7,11 +7,42 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::actions::{Remote, call_raw, encode, new_table, print, text};
-use super::{CliError, default_cache_dir};
+use super::{CliError, default_cache_dir, harness, scaffold};
 use crate::runtime::{PluginOptions, Runtime, RuntimeConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin skeleton (params schema, validate, execute, test
+    /// cases, the WIT contract) into ./NAME.
+    New {
+        /// The plugin's name, kebab-case, such as `acme-notes`.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: scaffold::Lang,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the plugin in the current folder (or DIR) into dist/NAME.wasm,
+    /// installing the language's pinned tools first.
+    Build {
+        /// The plugin's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a component against test cases in the real sandbox, with the
+    /// case's canned HTTP and SMTP exchanges instead of the network.
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// A case file (JSON); repeat for several.
+        #[arg(long = "case", required = true)]
+        cases: Vec<PathBuf>,
+        /// Where compiled components are cached.
+        #[arg(long, env = "ACTIONHOST_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Load a component in the sandbox and print its manifest as JSON.
     Inspect {
         /// The component (`.wasm`).
@@ -57,6 +88,13 @@ pub struct VersionArgs {
 impl PluginCommand {
     pub async fn run(self) -> Result<ExitCode, CliError> {
         match self {
+            Self::New { name, lang, dir } => scaffold::new_plugin(&name, lang, dir),
+            Self::Build { dir } => scaffold::build(&dir),
+            Self::Test {
+                file,
+                cases,
+                cache_dir,
+            } => harness::run(&file, &cases, cache_dir).await,
             Self::Inspect { file, cache_dir } => {
                 let bytes = std::fs::read(&file).map_err(|err| {
                     CliError::Usage(format!("cannot read {}: {err}", file.display()))

@@ -501,7 +501,7 @@ impl PluginRegistry {
         }
         let options = PluginOptions {
             extra_hosts: self.inner.extra_hosts.clone(),
-            limits: None,
+            ..PluginOptions::default()
         };
         let load = self.inner.runtime.load(bytes, options);
         tokio::pin!(load);

@@ -7,8 +7,8 @@
 //! change (bindgen's `with`), so its exports return the same Rust types and
 //! need no conversion. A later version that changes a type gives it a
 //! conversion into the newest one in this file. wasmtime's linker resolves an
-//! import of `actionhost:executor/log@0.1.0` to the `0.1.1` definition
-//! (semver-compatible), so a 0.1.0 plugin gets the 0.1.1 host functions.
+//! import of `actionhost:executor/log@0.1.0` to the `0.1.2` definition
+//! (semver-compatible), so a 0.1.0 plugin gets the 0.1.2 host functions.
 //!
 //! Which module serves a plugin is read from the component itself: the
 //! version of its `actionhost:executor/…` imports ([`WitVersion::of`]).
@@ -17,10 +17,10 @@
 
 use super::types::{AuthScheme, ExecuteError, FieldError};
 
-/// `actionhost:executor@0.1.1`: the newest, implemented by the host.
-pub mod v0_1_1 {
+/// `actionhost:executor@0.1.2`: the newest, implemented by the host.
+pub mod v0_1_2 {
     wasmtime::component::bindgen!({
-        path: "../wit/since_v0.1.1",
+        path: "../wit/since_v0.1.2",
         world: "actionhost:executor/executor",
         imports: {
             "actionhost:executor/smtp.send": async,
@@ -35,10 +35,33 @@ pub mod v0_1_1 {
     });
 
     /// The WIT package version these bindings were generated from.
+    pub const VERSION: &str = "0.1.2";
+}
+
+/// `actionhost:executor@0.1.1`, frozen: the same types and imports as 0.1.2
+/// (which added the `signing` import and the `reuse-policy` export), so only
+/// the world's exports are generated anew.
+pub mod v0_1_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/since_v0.1.1",
+        world: "actionhost:executor/executor",
+        imports: { default: tracing },
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "actionhost:executor/types": super::v0_1_2::actionhost::executor::types,
+            "actionhost:executor/smtp": super::v0_1_2::actionhost::executor::smtp,
+            "actionhost:executor/log": super::v0_1_2::actionhost::executor::log,
+        },
+    });
+
+    /// The WIT package version these bindings were generated from.
     pub const VERSION: &str = "0.1.1";
 }
 
-/// `actionhost:executor@0.1.0`, frozen: the same types as 0.1.1 (which only
+/// `actionhost:executor@0.1.0`, frozen: the same types as 0.1.2 (0.1.1 only
 /// added `log.has-room`), so only the world's exports are generated anew.
 pub mod v0_1_0 {
     wasmtime::component::bindgen!({
@@ -50,8 +73,8 @@ pub mod v0_1_0 {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "actionhost:executor/types": super::v0_1_1::actionhost::executor::types,
-            "actionhost:executor/smtp": super::v0_1_1::actionhost::executor::smtp,
+            "actionhost:executor/types": super::v0_1_2::actionhost::executor::types,
+            "actionhost:executor/smtp": super::v0_1_2::actionhost::executor::smtp,
         },
     });
 
@@ -60,16 +83,17 @@ pub mod v0_1_0 {
 }
 
 /// The version the host implements.
-pub use v0_1_1 as latest;
+pub use v0_1_2 as latest;
 
 /// The WIT versions of `actionhost:executor` this host loads, oldest first.
-pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_1_1::VERSION];
+pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_1_1::VERSION, v0_1_2::VERSION];
 
 /// The contract version a component was built against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WitVersion {
     V0_1_0,
     V0_1_1,
+    V0_1_2,
 }
 
 impl WitVersion {
@@ -78,6 +102,7 @@ impl WitVersion {
         match self {
             Self::V0_1_0 => v0_1_0::VERSION,
             Self::V0_1_1 => v0_1_1::VERSION,
+            Self::V0_1_2 => v0_1_2::VERSION,
         }
     }
 
@@ -107,13 +132,14 @@ impl WitVersion {
             None => Ok(None),
             Some(v) if v == v0_1_0::VERSION => Ok(Some(Self::V0_1_0)),
             Some(v) if v == v0_1_1::VERSION => Ok(Some(Self::V0_1_1)),
+            Some(v) if v == v0_1_2::VERSION => Ok(Some(Self::V0_1_2)),
             Some("") => Err("an unversioned package".into()),
             Some(other) => Err(other.to_owned()),
         }
     }
 }
 
-use v0_1_1::actionhost::executor::types as latest_types;
+use v0_1_2::actionhost::executor::types as latest_types;
 
 impl From<latest_types::FieldError> for FieldError {
     fn from(error: latest_types::FieldError) -> Self {

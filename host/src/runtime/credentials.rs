@@ -96,6 +96,12 @@ pub enum Credentials {
     },
     /// An SMTP server and its login, for the `smtp` host interface.
     Smtp(SmtpServer),
+    /// A secret the host signs with (the `signing` host interface), for
+    /// signed webhooks; never sent anywhere.
+    SigningSecret {
+        /// The secret.
+        secret: SecretString,
+    },
     /// An OAuth2 bearer token the host refreshes; not readable from a file.
     #[serde(skip)]
     OAuth2(Arc<dyn TokenSource>),
@@ -148,6 +154,14 @@ impl Credentials {
         }
     }
 
+    /// The signing secret, when these are signing credentials.
+    pub fn signing_secret(&self) -> Option<&SecretString> {
+        match self {
+            Self::SigningSecret { secret } => Some(secret),
+            _ => None,
+        }
+    }
+
     /// Checks that the credentials are usable, naming what is missing.
     pub fn check(&self) -> Result<(), String> {
         match self {
@@ -175,6 +189,9 @@ impl Credentials {
             }) => Err("smtp credentials with a `username` need a `password`".into()),
             Self::Bearer { token } if token.expose_secret().is_empty() => {
                 Err("bearer token is empty".into())
+            }
+            Self::SigningSecret { secret } if secret.expose_secret().len() < 16 => {
+                Err("a signing secret needs at least 16 bytes".into())
             }
             _ => Ok(()),
         }

@@ -248,6 +248,16 @@ impl LogSink {
         state.partial[slot] = pending;
     }
 
+    /// Empties the log for a new execution of a reused instance (the guest's
+    /// stdout and stderr keep writing here).
+    pub fn restart(&self) {
+        let mut state = self.state();
+        state.started = Instant::now();
+        state.used = 0;
+        state.log = ExecutionLog::default();
+        state.partial = [Vec::new(), Vec::new()];
+    }
+
     /// The log so far, with any unterminated stream output as final lines.
     pub fn finish(&self) -> ExecutionLog {
         let mut state = self.state();

@@ -16,7 +16,9 @@
 //!   manifest, and compile each action type's params schema.
 //! - [`Plugin::execute`] creates a fresh `Store` (`state.rs`) from the cached
 //!   `InstancePre`, with the memory limiter, the deadline, the outbound policy
-//!   and the account's credentials, and calls the guest. It returns two
+//!   and the account's credentials, and calls the guest. A plugin that opts
+//!   into reuse (`reuse-policy`) instead gets an idle instance that last ran
+//!   for the same connected account, if there is one (`pool.rs`). It returns two
 //!   layers: `Err(PluginFault)` when the plugin trapped or broke a limit, and
 //!   `Ok(Execution)` whose `outcome` is the plugin's own `result`.
 //!
@@ -33,6 +35,7 @@
 //!     attempt: 1,
 //!     idempotency_key: "act_1".into(),
 //!     account: None,
+//!     reuse_key: None,
 //! };
 //! match plugin.execute(request, Arc::new(Credentials::None.into())).await {
 //!     Ok(execution) => println!("plugin said {:?}", execution.outcome),
@@ -48,6 +51,7 @@ mod engine;
 mod log;
 mod outbound;
 mod plugin;
+mod pool;
 mod smtp;
 mod state;
 pub mod types;
@@ -63,11 +67,12 @@ pub use cache::CacheOutcome;
 pub use credentials::{Credentials, Grant, SmtpServer, SmtpTls, TokenFuture, TokenSource};
 pub use engine::Allocator;
 pub use log::{ExecutionLog, LogLevel, LogLine, LogSource, OutboundCall};
-pub use outbound::{FetchError, fetch, is_public};
+pub use outbound::{FetchError, Responder, fetch, is_public};
 pub use plugin::{Execution, FaultKind, LoadError, Plugin, PluginFault};
+pub use pool::ReuseStats;
 pub use types::{
     AccountInfo, ActionTypeInfo, AuthScheme, ExecuteError, ExecuteRequest, FieldError, HostRule,
-    Manifest,
+    Manifest, ReusePolicy,
 };
 
 use self::bindings::latest;
@@ -141,6 +146,32 @@ pub struct RuntimeConfig {
     pub fuel: bool,
     /// Default limits of plugins.
     pub limits: Limits,
+    /// Instance reuse for plugins that opt in (`reuse-policy`).
+    pub reuse: ReuseConfig,
+}
+
+/// The operator's bounds on instance reuse, which a plugin opts into with
+/// its `reuse-policy` export (WIT 0.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReuseConfig {
+    /// Whether any instance is reused at all (default true).
+    pub enabled: bool,
+    /// Cap on a plugin's `max-calls` (default 10,000).
+    pub max_calls: u32,
+    /// Cap on the idle instances kept per plugin, all accounts together
+    /// (default 16; also used when a plugin says 0).
+    pub max_idle: u32,
+}
+
+impl Default for ReuseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_calls: 10_000,
+            max_idle: 16,
+        }
+    }
 }
 
 impl RuntimeConfig {
@@ -154,18 +185,22 @@ impl RuntimeConfig {
             max_component_bytes: 64 << 20,
             fuel: false,
             limits: Limits::default(),
+            reuse: ReuseConfig::default(),
         }
     }
 }
 
 /// What the operator grants one plugin beyond its manifest.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PluginOptions {
     /// Extra outbound destinations, such as a provider's regional endpoint or,
     /// in tests, `http://127.0.0.1:*`.
     pub extra_hosts: Vec<HostRule>,
     /// Limits replacing the runtime's defaults.
     pub limits: Option<Limits>,
+    /// Answers outbound HTTP and SMTP instead of the network: the plugin
+    /// test harness's canned exchanges.
+    pub responder: Option<Arc<dyn Responder>>,
 }
 
 /// Errors building the runtime.
@@ -212,6 +247,10 @@ impl Runtime {
             HasSelf<HostState>,
         >(&mut linker, |s| s))?;
         link(latest::actionhost::executor::log::add_to_linker::<
+            _,
+            HasSelf<HostState>,
+        >(&mut linker, |s| s))?;
+        link(latest::actionhost::executor::signing::add_to_linker::<
             _,
             HasSelf<HostState>,
         >(&mut linker, |s| s))?;

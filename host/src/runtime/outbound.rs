@@ -45,6 +45,20 @@ pub struct OutboundPolicy {
     pub connect_timeout: Duration,
     /// Largest request body a plugin may send.
     pub max_body_bytes: usize,
+    /// Answers requests instead of the network (`actionhost plugin test`).
+    pub responder: Option<Arc<dyn Responder>>,
+}
+
+/// Stands in for the network and the SMTP relay: the plugin test harness
+/// answers each request from its case file. Requests reach it after the
+/// allow-list check and with the credentials injected, exactly as they
+/// would leave the host.
+pub trait Responder: Send + Sync + std::fmt::Debug {
+    /// Answers an HTTP request (absolute URI, buffered body).
+    fn respond(&self, request: http::Request<bytes::Bytes>) -> http::Response<bytes::Bytes>;
+
+    /// Answers an SMTP relay: the server's final reply, or why it refused.
+    fn relay(&self, sender: &str, recipients: &[String], message: &[u8]) -> Result<String, String>;
 }
 
 /// The `wasi:http` hooks of one execution's store.
@@ -173,6 +187,17 @@ async fn send(
         );
         return Err(HttpError::HttpRequestDenied);
     }
+    if let Some(responder) = &policy.responder {
+        return replay(
+            request,
+            responder.as_ref(),
+            &destination,
+            policy,
+            grant,
+            log,
+        )
+        .await;
+    }
 
     let connect_timeout = options
         .and_then(|o| o.connect_timeout)
@@ -212,6 +237,52 @@ async fn send(
             .boxed_unsync()
     });
     deliver(request, &route).await
+}
+
+/// Hands an allowed request, credentials injected, to the responder.
+async fn replay(
+    mut request: http::Request<WasiBody>,
+    responder: &dyn Responder,
+    destination: &Destination,
+    policy: &OutboundPolicy,
+    grant: &Grant,
+    log: &LogSink,
+) -> Result<(http::Response<WasiBody>, Worker), HttpError> {
+    let covered = grant.covers(&destination.scheme, &destination.host, destination.port);
+    match &grant.credentials {
+        Credentials::OAuth2(source) if covered => {
+            let token = source
+                .current()
+                .await
+                .map_err(|_| HttpError::ConfigurationError)?;
+            inject(&mut request, &Credentials::Bearer { token })?;
+        }
+        credentials if covered => inject(&mut request, credentials)?,
+        _ => {}
+    }
+    let (parts, body) = request.into_parts();
+    let max_body = policy.max_body_bytes;
+    let body = match http_body_util::Limited::new(body, max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(HttpError::HttpRequestBodySize(Some(max_body as u64))),
+    };
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_owned();
+    let response = responder.respond(http::Request::from_parts(parts, body));
+    log.record_call(OutboundCall {
+        method,
+        host: destination.host.clone(),
+        path,
+        status: Some(response.status().as_u16()),
+        duration_ms: 0,
+        sent: true,
+    });
+    let response = response.map(|body| {
+        http_body_util::Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    });
+    Ok((response, Box::new(async { Ok(()) })))
 }
 
 /// Sends a request with an OAuth2 token; on a 401, refreshes the token and
@@ -571,7 +642,10 @@ fn inject(
         Ok(value)
     };
     match credentials {
-        Credentials::None | Credentials::Smtp(_) | Credentials::OAuth2(_) => {}
+        Credentials::None
+        | Credentials::Smtp(_)
+        | Credentials::OAuth2(_)
+        | Credentials::SigningSecret { .. } => {}
         Credentials::Bearer { token } => {
             let value = sensitive(format!("Bearer {}", token.expose_secret()))?;
             request.headers_mut().insert(AUTHORIZATION, value);

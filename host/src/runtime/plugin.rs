@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{WitVersion, latest, v0_1_0, v0_1_1};
+use super::bindings::{WitVersion, latest, v0_1_0, v0_1_1, v0_1_2};
 use super::cache::CacheOutcome;
 use super::credentials::{Credentials, Grant};
 use super::engine::EPOCH_TICK;
 use super::log::ExecutionLog;
-use super::outbound::OutboundPolicy;
+use super::outbound::{OutboundPolicy, Responder};
+use super::pool::{ReusePool, ReuseStats, Warm};
 use super::state::HostState;
 use super::types::{
     AccountInfo, ActionTypeInfo, ExecuteError, ExecuteRequest, FieldError, HostRule, Manifest,
-    PortRule,
+    PortRule, ReusePolicy,
 };
 use super::{Limits, PluginOptions, RuntimeInner};
 
@@ -43,6 +44,10 @@ struct PluginInner {
     limits: Limits,
     rules: Arc<[HostRule]>,
     validators: HashMap<String, jsonschema::Validator>,
+    /// Idle instances, when the plugin opted into reuse and the operator allows it.
+    reuse: Option<ReusePool>,
+    /// Answers outbound requests instead of the network (the test harness).
+    responder: Option<Arc<dyn Responder>>,
 }
 
 impl Drop for PluginInner {
@@ -61,6 +66,7 @@ impl Drop for PluginInner {
 enum Pre {
     V0_1_0(v0_1_0::ExecutorPre<HostState>),
     V0_1_1(v0_1_1::ExecutorPre<HostState>),
+    V0_1_2(v0_1_2::ExecutorPre<HostState>),
 }
 
 /// Why a component could not be loaded.
@@ -233,12 +239,14 @@ pub struct Execution {
 
 enum Call {
     Describe,
+    ReusePolicy,
     Validate { action_type: String, params: String },
     Execute(wit::ExecuteRequest),
 }
 
 enum Reply {
     Describe(wit::Manifest),
+    ReusePolicy(Option<wit::ReusePolicy>),
     Validate(Result<(), Vec<wit::FieldError>>),
     Execute(Result<String, wit::ExecuteError>),
 }
@@ -266,7 +274,7 @@ pub(super) async fn load(
         .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
     let wit_version = WitVersion::of(&component, &runtime.engine)
         .map_err(|found| LoadError::WitVersion { found })?
-        .unwrap_or(WitVersion::V0_1_1);
+        .unwrap_or(WitVersion::V0_1_2);
     let instance_pre = runtime
         .linker
         .instantiate_pre(&component)
@@ -275,6 +283,7 @@ pub(super) async fn load(
     let pre = match wit_version {
         WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::ExecutorPre::new(instance_pre).map_err(link)?),
         WitVersion::V0_1_1 => Pre::V0_1_1(v0_1_1::ExecutorPre::new(instance_pre).map_err(link)?),
+        WitVersion::V0_1_2 => Pre::V0_1_2(v0_1_2::ExecutorPre::new(instance_pre).map_err(link)?),
     };
 
     let mut limits = options
@@ -292,7 +301,21 @@ pub(super) async fn load(
         Ok(_) => unreachable!("describe returns a manifest"),
         Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
     };
-    let manifest = check_manifest(wit_manifest, wit_version.as_str())?;
+    let mut manifest = check_manifest(wit_manifest, wit_version.as_str())?;
+    if matches!(pre, Pre::V0_1_2(_)) {
+        let (reply, log) = run_isolated(&runtime, &pre, &describe_limits, Call::ReusePolicy).await;
+        manifest.reuse = match reply {
+            Ok(Reply::ReusePolicy(policy)) => policy.map(|p| ReusePolicy {
+                max_calls: p.max_calls,
+                max_idle: p.max_idle,
+            }),
+            Ok(_) => unreachable!("reuse-policy returns a policy"),
+            Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
+        };
+    }
+    let reuse = manifest
+        .reuse
+        .and_then(|policy| ReusePool::new(policy, &runtime.config.reuse));
     let mut validators = HashMap::new();
     for action_type in &manifest.action_types {
         let validator = jsonschema::validator_for(&action_type.params_schema).map_err(|err| {
@@ -321,6 +344,8 @@ pub(super) async fn load(
             limits,
             rules,
             validators,
+            reuse,
+            responder: options.responder,
         }),
     })
 }
@@ -425,6 +450,7 @@ fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest
         wit_version: wit_version.to_owned(),
         action_types,
         outbound_hosts,
+        reuse: None,
     })
 }
 
@@ -442,37 +468,49 @@ async fn run_isolated(
         limits,
         Arc::from(Vec::new()),
         Arc::new(Grant::from(Credentials::None)),
+        None,
         call,
     )
     .await
 }
 
-/// Instantiates the plugin in a fresh store and makes one call.
-async fn run(
+fn outbound_policy(
     runtime: &RuntimeInner,
-    pre: &Pre,
     limits: &Limits,
     rules: Arc<[HostRule]>,
-    grant: Arc<Grant>,
-    call: Call,
-) -> (Result<Reply, FaultKind>, ExecutionLog) {
-    let policy = OutboundPolicy {
+    runtime_responder: Option<Arc<dyn Responder>>,
+) -> OutboundPolicy {
+    OutboundPolicy {
         rules,
         allow_private_network: runtime.config.allow_private_network,
         max_requests: limits.max_outbound_requests,
         connect_timeout: limits.connect_timeout,
         max_body_bytes: limits.max_outbound_body_bytes,
-    };
+        responder: runtime_responder,
+    }
+}
+
+fn new_store(
+    limits: &Limits,
+    runtime: &RuntimeInner,
+    policy: OutboundPolicy,
+    grant: Arc<Grant>,
+) -> Store<HostState> {
     let mut store = Store::new(&runtime.engine, HostState::new(limits, policy, grant));
     store.limiter(|state| &mut state.limiter);
-    if let Some(fuel) = limits.fuel.filter(|_| runtime.config.fuel)
-        && let Err(err) = store.set_fuel(fuel)
-    {
-        let log = store.data().log.finish();
-        let fault = FaultKind::Host {
+    store
+}
+
+/// Sets the fuel and the deadline of the call about to be made.
+fn arm(
+    store: &mut Store<HostState>,
+    runtime: &RuntimeInner,
+    limits: &Limits,
+) -> Result<(), FaultKind> {
+    if let Some(fuel) = limits.fuel.filter(|_| runtime.config.fuel) {
+        store.set_fuel(fuel).map_err(|err| FaultKind::Host {
             message: format!("setting fuel: {err:#}"),
-        };
-        return (Err(fault), log);
+        })?;
     }
     // Yield to the async executor at every epoch tick, so a spinning guest
     // never starves other tasks, and trap once the deadline has passed.
@@ -485,14 +523,37 @@ async fn run(
             Ok(UpdateDeadline::Yield(1))
         }
     });
+    Ok(())
+}
+
+/// Instantiates the plugin in a fresh store and makes one call.
+async fn run(
+    runtime: &RuntimeInner,
+    pre: &Pre,
+    limits: &Limits,
+    rules: Arc<[HostRule]>,
+    grant: Arc<Grant>,
+    responder: Option<Arc<dyn Responder>>,
+    call: Call,
+) -> (Result<Reply, FaultKind>, ExecutionLog) {
+    let policy = outbound_policy(runtime, limits, rules, responder);
+    let mut store = new_store(limits, runtime, policy, grant);
+    if let Err(fault) = arm(&mut store, runtime, limits) {
+        return (Err(fault), store.data().log.finish());
+    }
 
     // Every version's bindings share the newest version's types, so the
     // same calls serve each; only the instance type differs.
     macro_rules! call_with {
-        ($pre:expr) => {{
+        ($pre:expr) => {
+            call_with!($pre, call)
+        };
+        ($pre:expr, $call:expr) => {{
             let executor = $pre.instantiate_async(&mut store).await?;
-            match call {
+            match $call {
                 Call::Describe => Reply::Describe(executor.call_describe(&mut store).await?),
+                // Only 0.1.2 and later have the export; see below.
+                Call::ReusePolicy => Reply::ReusePolicy(None),
                 Call::Validate {
                     action_type,
                     params,
@@ -511,6 +572,13 @@ async fn run(
         let reply = match pre {
             Pre::V0_1_0(pre) => call_with!(pre),
             Pre::V0_1_1(pre) => call_with!(pre),
+            Pre::V0_1_2(pre) => match call {
+                Call::ReusePolicy => {
+                    let executor = pre.instantiate_async(&mut store).await?;
+                    Reply::ReusePolicy(executor.call_reuse_policy(&mut store).await?)
+                }
+                call => call_with!(pre, call),
+            },
         };
         wasmtime::Result::Ok(reply)
     };
@@ -527,6 +595,65 @@ async fn run(
         Ok(Err(err)) => Err(classify(&err, state, limits)),
     };
     (result, state.log.finish())
+}
+
+/// One execution on an instance kept for `account` (see `pool.rs`): an idle
+/// one when there is one, else a new one, which is kept afterwards unless the
+/// call faulted.
+async fn run_reused(
+    inner: &PluginInner,
+    pool: &ReusePool,
+    pre: &v0_1_2::ExecutorPre<HostState>,
+    account: &str,
+    grant: Arc<Grant>,
+    request: wit::ExecuteRequest,
+) -> (Result<Reply, FaultKind>, ExecutionLog) {
+    let (runtime, limits) = (&*inner.runtime, &inner.limits);
+    let policy = outbound_policy(
+        runtime,
+        limits,
+        inner.rules.clone(),
+        inner.responder.clone(),
+    );
+    let (mut store, executor, calls) = match pool.take(account) {
+        Some(mut warm) => {
+            warm.store.data_mut().prepare(limits, policy, grant);
+            (warm.store, Some(warm.executor), warm.calls)
+        }
+        None => (new_store(limits, runtime, policy, grant), None, 0),
+    };
+    if let Err(fault) = arm(&mut store, runtime, limits) {
+        return (Err(fault), store.data().log.finish());
+    }
+    let call_future = async {
+        let executor = match executor {
+            Some(executor) => executor,
+            None => pre.instantiate_async(&mut store).await?,
+        };
+        let result = executor.call_execute(&mut store, &request).await?;
+        wasmtime::Result::Ok((executor, result))
+    };
+    let outcome = tokio::time::timeout(limits.deadline + EPOCH_TICK, call_future).await;
+    let log = store.data().log.finish();
+    match outcome {
+        Ok(Ok((executor, result))) => {
+            let warm = Warm {
+                store,
+                executor,
+                calls: calls + 1,
+            };
+            pool.give_back(account, warm);
+            (Ok(Reply::Execute(result)), log)
+        }
+        // A faulted instance is dropped here, never given back.
+        Ok(Err(err)) => (Err(classify(&err, store.data(), limits)), log),
+        Err(_elapsed) => (
+            Err(FaultKind::Deadline {
+                limit: limits.deadline,
+            }),
+            log,
+        ),
+    }
 }
 
 fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> FaultKind {
@@ -584,6 +711,11 @@ impl Plugin {
     /// The plugin's limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Instance reuse counters, when this plugin's instances are reused.
+    pub fn reuse_stats(&self) -> Option<ReuseStats> {
+        self.inner.reuse.as_ref().map(ReusePool::stats)
     }
 
     /// Checks params against the action type's size limit and JSON Schema,
@@ -662,6 +794,7 @@ impl Plugin {
     ) -> Result<Execution, PluginFault> {
         let started = Instant::now();
         let inner = &self.inner;
+        let account_id = request.reuse_key.clone();
         let call = Call::Execute(wit::ExecuteRequest {
             action_id: request.action_id,
             action_type: request.action_type,
@@ -680,15 +813,27 @@ impl Plugin {
                 },
             ),
         });
-        let (reply, log) = run(
-            &inner.runtime,
-            &inner.pre,
-            &inner.limits,
-            inner.rules.clone(),
-            grant,
-            call,
-        )
-        .await;
+        let reusable = match (&inner.reuse, &inner.pre, account_id) {
+            (Some(pool), Pre::V0_1_2(pre), Some(account)) => Some((pool, pre, account)),
+            _ => None,
+        };
+        let (reply, log) = match (reusable, call) {
+            (Some((pool, pre, account)), Call::Execute(request)) => {
+                run_reused(inner, pool, pre, &account, grant, request).await
+            }
+            (_, call) => {
+                run(
+                    &inner.runtime,
+                    &inner.pre,
+                    &inner.limits,
+                    inner.rules.clone(),
+                    grant,
+                    inner.responder.clone(),
+                    call,
+                )
+                .await
+            }
+        };
         let result = match reply {
             Ok(Reply::Execute(result)) => result,
             Ok(_) => unreachable!("execute returns an execution result"),

@@ -44,6 +44,8 @@ pub struct SmtpRelay {
     pub timeout: Duration,
     /// The execution's log.
     pub log: LogSink,
+    /// Answers instead of a server (`actionhost plugin test`).
+    pub responder: Option<std::sync::Arc<dyn super::outbound::Responder>>,
 }
 
 impl SmtpRelay {
@@ -67,6 +69,11 @@ impl SmtpRelay {
             )));
         }
         let envelope = envelope(sender, recipients).map_err(RelayError::Permanent)?;
+        if let Some(responder) = &self.responder {
+            return responder
+                .relay(sender, recipients, message)
+                .map_err(RelayError::Permanent);
+        }
         let address = self.resolve(server).await?;
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())

@@ -9,7 +9,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Limits;
-use super::bindings::latest::actionhost::executor::{log as wit_log, smtp as wit_smtp};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::bindings::latest::actionhost::executor::{
+    log as wit_log, signing as wit_signing, smtp as wit_smtp,
+};
 use super::credentials::Grant;
 use super::log::{GuestOutput, LogLevel, LogSink, LogSource};
 use super::outbound::{OutboundHooks, OutboundPolicy};
@@ -24,6 +28,7 @@ pub struct HostState {
     pub(super) limiter: Limiter,
     pub(super) log: LogSink,
     smtp: SmtpRelay,
+    signing_secret: Option<SecretString>,
 }
 
 impl HostState {
@@ -38,21 +43,40 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let smtp = SmtpRelay {
-            server: grant.credentials.smtp().cloned(),
-            allow_private_network: policy.allow_private_network,
-            max_message_bytes: limits.max_outbound_body_bytes,
-            timeout: limits.connect_timeout,
-            log: log.clone(),
-        };
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            smtp: SmtpRelay::new(limits, &policy, &grant, log.clone()),
+            signing_secret: grant.credentials.signing_secret().cloned(),
             hooks: OutboundHooks::new(policy, grant, log.clone()),
             limiter: Limiter::new(limits),
             log,
-            smtp,
+        }
+    }
+
+    /// Readies a reused instance's state for its next execution: a fresh
+    /// log, limiter, outbound budget and this execution's credentials. What
+    /// the guest kept in its own memory stays; that is why the runtime only
+    /// reuses an instance for the same account.
+    pub(super) fn prepare(&mut self, limits: &Limits, policy: OutboundPolicy, grant: Arc<Grant>) {
+        self.log.restart();
+        self.smtp = SmtpRelay::new(limits, &policy, &grant, self.log.clone());
+        self.signing_secret = grant.credentials.signing_secret().cloned();
+        self.hooks = OutboundHooks::new(policy, grant, self.log.clone());
+        self.limiter = Limiter::new(limits);
+    }
+}
+
+impl SmtpRelay {
+    fn new(limits: &Limits, policy: &OutboundPolicy, grant: &Grant, log: LogSink) -> Self {
+        Self {
+            server: grant.credentials.smtp().cloned(),
+            allow_private_network: policy.allow_private_network,
+            max_message_bytes: limits.max_outbound_body_bytes,
+            timeout: limits.connect_timeout,
+            log,
+            responder: policy.responder.clone(),
         }
     }
 }
@@ -108,6 +132,23 @@ impl wit_smtp::Host for HostState {
                 RelayError::Transient(m) => wit_smtp::SmtpError::Transient(m),
                 RelayError::Permanent(m) => wit_smtp::SmtpError::Permanent(m),
             })
+    }
+}
+
+impl wit_signing::Host for HostState {
+    fn hmac_sha256(&mut self, message: Vec<u8>) -> Result<Vec<u8>, wit_signing::SigningError> {
+        use hmac::Mac;
+        let Some(secret) = &self.signing_secret else {
+            return Err(wit_signing::SigningError::NotConfigured(
+                "this execution's connected account has no signing secret; connect it through an auth config \
+                 of type signing_secret"
+                    .into(),
+            ));
+        };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(&message);
+        Ok(mac.finalize().into_bytes().to_vec())
     }
 }
 

@@ -23,6 +23,19 @@ pub struct Manifest {
     pub action_types: Vec<ActionTypeInfo>,
     /// Where it may send requests.
     pub outbound_hosts: Vec<HostRule>,
+    /// Instance reuse as the plugin asked for it (WIT 0.1.2 and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<ReusePolicy>,
+}
+
+/// A plugin's request to have its instances reused between executions of
+/// the same account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReusePolicy {
+    /// Executions one instance serves before it is discarded.
+    pub max_calls: u32,
+    /// Idle instances kept, all accounts together (0: the host's choice).
+    pub max_idle: u32,
 }
 
 impl Manifest {
@@ -319,4 +332,9 @@ pub struct ExecuteRequest {
     pub idempotency_key: String,
     /// The resolved account.
     pub account: Option<AccountInfo>,
+    /// Whom a reused instance may serve (plugins that opt into reuse): only
+    /// executions with the same key share instances. The caller sets it to
+    /// the stored connected account's id; `None` (no account, or credentials
+    /// given inline) means a fresh instance.
+    pub reuse_key: Option<String>,
 }

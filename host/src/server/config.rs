@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::SchedulerConfig;
-use crate::runtime::Limits;
+use crate::runtime::{Limits, ReuseConfig};
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -64,6 +64,9 @@ pub struct ServeConfig {
     pub extra_hosts: Vec<String>,
     /// Default sandbox limits of plugins.
     pub limits: Limits,
+    /// Instance reuse for plugins that opt in (`[reuse]`: `enabled`,
+    /// `max_calls`, `max_idle`).
+    pub reuse: ReuseConfig,
     /// The scheduler, retries and idempotency keys (`[scheduler]`).
     pub scheduler: SchedulerConfig,
 }
@@ -107,6 +110,7 @@ impl Default for ServeConfig {
             allow_private_network: false,
             extra_hosts: Vec::new(),
             limits: Limits::default(),
+            reuse: ReuseConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
     }
@@ -151,6 +155,7 @@ const SETTINGS: &[&str] = &[
     "allow_private_network",
     "extra_hosts",
     "limits",
+    "reuse",
     "scheduler",
 ];
 

@@ -85,6 +85,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     let mut runtime_config = RuntimeConfig::new(config.cache_dir());
     runtime_config.allow_private_network = config.allow_private_network;
     runtime_config.limits = config.limits.clone();
+    runtime_config.reuse = config.reuse;
     runtime_config.max_component_bytes = config.max_plugin_bytes;
     let runtime = Runtime::new(runtime_config)?;
     let extra_hosts = config
