@@ -220,10 +220,7 @@ fn execute_by_language(c: &mut Criterion) {
                         .execute(request.clone(), credentials.clone())
                         .await
                         .expect("no fault");
-                    assert_eq!(
-                        execution.outcome.as_ref().ok(),
-                        Some(&serde_json::json!({}))
-                    );
+                    assert!(execution.outcome.is_ok(), "{:?}", execution.outcome);
                 });
             });
         }

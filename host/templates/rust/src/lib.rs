@@ -16,7 +16,7 @@ wit_bindgen::generate!({
 });
 
 use actionhost::executor::log::{Level, write as log};
-use actionhost::executor::types::{ActionType, AuthScheme, ExecuteError};
+use actionhost::executor::types::{ActionType, AuthScheme};
 
 /// The action type this plugin carries out.
 const ACTION: &str = "{{action}}";
