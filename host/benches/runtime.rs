@@ -235,8 +235,11 @@ fn print_language_table() {
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/execute_by_language");
     let median = |label: &str, mode: &str| -> Option<f64> {
-        let text =
-            std::fs::read_to_string(dir.join(label).join(mode).join("new/estimates.json")).ok()?;
+        // criterion stores `label/mode` as `label_mode`.
+        let file = dir
+            .join(format!("{label}_{mode}"))
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(file).ok()?;
         let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
         estimates["median"]["point_estimate"].as_f64()
     };

@@ -161,8 +161,14 @@ pub fn new_plugin(name: &str, lang: Lang, dir: Option<PathBuf>) -> Result<ExitCo
         Lang::Python => "Python",
         Lang::Js => "JavaScript",
     };
+    // `plugin build` names the component after the folder.
+    let output = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(name)
+        .to_owned();
     println!(
-        "wrote a {lang_name} plugin in {dir}\n\nnext:\n  cd {dir}\n  actionhost plugin build\n  actionhost plugin test dist/{name}.wasm --case tests/basic.case.json --case tests/blank-name.case.json",
+        "wrote a {lang_name} plugin in {dir}\n\nnext:\n  cd {dir}\n  actionhost plugin build\n  actionhost plugin test dist/{output}.wasm --case tests/basic.case.json --case tests/blank-name.case.json",
         dir = dir.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -257,13 +263,21 @@ fn build_rust(dir: &Path, output: &Path) -> Result<(), CliError> {
     )?;
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
         .map_err(|err| CliError::Failed(format!("reading Cargo.toml: {err}")))?;
+    // The `name` of the `[package]` table, as cargo names the library file.
+    let mut section = "";
     let krate = manifest
         .lines()
         .find_map(|line| {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line;
+                return None;
+            }
             let (key, value) = line.split_once('=')?;
-            (key.trim() == "name").then(|| value.trim().trim_matches('"').replace('-', "_"))
+            (section == "[package]" && key.trim() == "name")
+                .then(|| value.trim().trim_matches('"').replace('-', "_"))
         })
-        .ok_or_else(|| CliError::Failed("Cargo.toml has no package name".into()))?;
+        .ok_or_else(|| CliError::Failed("Cargo.toml has no [package] name".into()))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.join("target"));

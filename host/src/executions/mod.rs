@@ -522,8 +522,9 @@ impl Pipeline {
                 }),
                 (None, None) => None,
             },
-            // Only a stored account's executions share reused instances.
-            reuse_key: account.as_ref().map(|a| a.id.clone()),
+            // Only executions with a stored account's own credentials share
+            // reused instances; credentials given inline never do.
+            reuse_key: account.as_ref().filter(|_| !inline).map(|a| a.id.clone()),
         };
         let result = plugin.execute(request, Arc::new(grant)).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
