@@ -142,13 +142,20 @@ def check_json(action_type: str, params: str) -> list[FieldError]:
         return [FieldError("", f"params are not JSON: {err}")]
 
 
+MAX_RETRY_AFTER_S = 86_400.0
+
+
 def retry_after_ms(headers: http.Fields) -> int | None:
     """`Retry-After` in milliseconds, when it holds delay-seconds."""
     for value in headers.get("retry-after"):
         try:
-            return max(0, round(float(value.decode("ascii").strip()) * 1000))
+            seconds = float(value.decode("ascii").strip())
         except ValueError:
             return None  # An HTTP date: let the host choose the delay.
+        if seconds != seconds:  # NaN
+            return None
+        # At most a day: an absurd (or infinite) value must not trap.
+        return round(min(max(seconds, 0.0), MAX_RETRY_AFTER_S) * 1000)
     return None
 
 
@@ -296,8 +303,10 @@ class WitWorld(wit_world.WitWorld):
         try:
             mac = signing.hmac_sha256(f"{timestamp}.".encode() + body)
         except Err as err:
+            # Permanent, not unauthorized: the account is of the wrong kind,
+            # not rejected by anyone; retrying cannot help.
             raise Err(
-                ExecuteError_Unauthorized(
+                ExecuteError_Permanent(
                     "cannot sign the webhook: connect the account with a `signing_secret` auth "
                     f"config (the host said: {err.value.value})"
                 )
@@ -320,7 +329,10 @@ class WitWorld(wit_world.WitWorld):
         if excerpt:
             said += f": {excerpt.decode('utf-8', 'replace')}"
         if status in (401, 403):
-            raise Err(ExecuteError_Unauthorized(said))
+            # Permanent, not unauthorized: the URL is a per-action param, so
+            # one receiver's refusal must not mark the account expired for
+            # every other destination.
+            raise Err(ExecuteError_Permanent(f"{said} (does the receiver have this account's signing secret?)"))
         if status == 429:
             raise Err(ExecuteError_RateLimited(RateLimit(message=said, retry_after_ms=retry_after)))
         if status == 408 or status >= 500:

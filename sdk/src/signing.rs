@@ -9,11 +9,11 @@ use crate::error::ExecuteError;
 
 /// HMAC-SHA256 of `message` under the account's signing secret (32 bytes).
 ///
-/// Fails with [`ExecuteError::Unauthorized`] when the execution's account has
-/// no signing secret, so that the action waits for a correctly connected
-/// account instead of being retried.
+/// Fails with [`ExecuteError::Permanent`] when the execution's account has
+/// no signing secret: the account is of the wrong kind, which no retry (and
+/// no expiry of the account) mends.
 pub fn hmac_sha256(message: &[u8]) -> Result<Vec<u8>, ExecuteError> {
     wit::hmac_sha256(message).map_err(|error| match error {
-        wit::SigningError::NotConfigured(message) => ExecuteError::Unauthorized(message),
+        wit::SigningError::NotConfigured(message) => ExecuteError::Permanent(message),
     })
 }

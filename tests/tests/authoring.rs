@@ -168,12 +168,16 @@ fn a_wrong_case_is_reported_with_a_readable_diff() {
     );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.contains("test-hubspot-token"),
+        "an injected credential is never printed:\n{stdout}"
+    );
     for expected in [
         "FAILED  a deliberately wrong case",
         "exchange 1: url:",
         "expected https://api.hubapi.com/crm/v3/objects/contacts/upsert",
         "got      https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert",
-        "exchange 1: header authorization: expected \"Bearer some-other-token\", got \"Bearer test-hubspot-token\"",
+        "exchange 1: header authorization: expected \"Bearer some-other-token\", got <injected credential, sha256 ",
         "exchange 1: body differs:",
         "--- expected",
         "+++ actual",

@@ -187,6 +187,11 @@ fn slack_message_posts_with_the_injected_token_and_maps_slack_errors() {
         refused.text
     );
     assert!(refused.text.contains("invalid_auth"), "{}", refused.text);
+    assert!(
+        !refused.text.contains("xoxb-revoked-0000"),
+        "{}",
+        refused.text
+    );
     server.assert_no_leak(&[TOKEN, "xoxb-revoked-0000"]);
 }
 
@@ -236,7 +241,8 @@ fn webhook_post_signs_with_a_secret_the_plugin_never_sees() {
         request.headers
     );
 
-    // The wrong secret: the receiver refuses, the plugin says unauthorized.
+    // The wrong secret: the receiver refuses; permanent (the URL is a param,
+    // so one receiver's refusal does not expire the account).
     let wrong = account(
         &server,
         "webhook-post",
@@ -250,11 +256,10 @@ fn webhook_post_signs_with_a_secret_the_plugin_never_sees() {
         &wrong,
         json!({ "url": url, "payload": {} }),
     );
-    assert_eq!(
-        refused.json["errorCode"], "unauthorized",
-        "{}",
-        refused.text
-    );
+    assert_eq!(refused.json["errorCode"], "permanent", "{}", refused.text);
+    assert!(refused.text.contains("401"), "{}", refused.text);
+    let still = server.get(&format!("/api/v1/connectedAccounts/{wrong}"));
+    assert_eq!(still.json["status"], "active", "{}", still.text);
 
     // A receiver's 5xx and 429 are left to the host's retries.
     providers.fail_next(providers::Fault::Unavailable);
@@ -302,11 +307,7 @@ fn webhook_post_signs_with_a_secret_the_plugin_never_sees() {
         &bearer,
         json!({ "url": url, "payload": {} }),
     );
-    assert_eq!(
-        unsigned.json["errorCode"], "unauthorized",
-        "{}",
-        unsigned.text
-    );
+    assert_eq!(unsigned.json["errorCode"], "permanent", "{}", unsigned.text);
     assert!(
         unsigned.text.contains("signing_secret"),
         "{}",
@@ -398,6 +399,23 @@ fn check_reuse(action: &str, app: &str) {
         );
         assert_eq!(seen.0, round, "bob has his own instance: {seen:?}");
     }
+    // Credentials given inline never share the named account's instance.
+    let mixed = server.post(
+        &format!("/api/v2/actions/{action}/execute"),
+        &json!({
+            "connectedAccountId": alice,
+            "input": { "op": "remember", "mark": "inline-with-alice" },
+            "authConfig": { "credentials": { "type": "bearer", "token": "token-inline-3333" } },
+        }),
+    );
+    let seen = marks(&mixed);
+    assert_eq!(
+        seen,
+        (1, vec!["inline-with-alice".to_owned()]),
+        "{}",
+        mixed.text
+    );
+
     // An execution without a connected account (here: credentials inline
     // in the request) never reuses an instance.
     for _ in 0..2 {

@@ -248,16 +248,6 @@ impl LogSink {
         state.partial[slot] = pending;
     }
 
-    /// Empties the log for a new execution of a reused instance (the guest's
-    /// stdout and stderr keep writing here).
-    pub fn restart(&self) {
-        let mut state = self.state();
-        state.started = Instant::now();
-        state.used = 0;
-        state.log = ExecutionLog::default();
-        state.partial = [Vec::new(), Vec::new()];
-    }
-
     /// The log so far, with any unterminated stream output as final lines.
     pub fn finish(&self) -> ExecutionLog {
         let mut state = self.state();
@@ -304,18 +294,48 @@ impl SinkState {
     }
 }
 
+/// Which log a store's guest stdout and stderr go to. A reused instance
+/// keeps its stream handles across executions, so each execution points
+/// this at its own new log (and whatever the previous one left running
+/// writes only into the previous log).
+#[derive(Clone)]
+pub struct Console {
+    current: Arc<Mutex<LogSink>>,
+}
+
+impl Console {
+    /// Output to `sink` until redirected.
+    pub fn new(sink: LogSink) -> Self {
+        Self {
+            current: Arc::new(Mutex::new(sink)),
+        }
+    }
+
+    /// Sends all later output to `sink`.
+    pub fn redirect(&self, sink: LogSink) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
+    fn sink(&self) -> LogSink {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Guest stdout or stderr, captured into the execution's log. The same value
 /// is the `StdoutStream` handed to WASI and, cloned, each stream it opens.
 #[derive(Clone)]
 pub struct GuestOutput {
-    sink: LogSink,
+    console: Console,
     source: LogSource,
 }
 
 impl GuestOutput {
-    /// Output from `source` (stdout or stderr) into `sink`.
-    pub fn new(sink: LogSink, source: LogSource) -> Self {
-        Self { sink, source }
+    /// Output from `source` (stdout or stderr) into the console's log.
+    pub fn new(console: Console, source: LogSource) -> Self {
+        Self { console, source }
     }
 }
 
@@ -340,7 +360,7 @@ const WRITE_PERMIT: usize = 64 * 1024;
 
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.sink.write_stream(self.source, &bytes);
+        self.console.sink().write_stream(self.source, &bytes);
         Ok(())
     }
 
@@ -364,7 +384,7 @@ impl tokio::io::AsyncWrite for GuestOutput {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.sink.write_stream(self.source, buf);
+        self.console.sink().write_stream(self.source, buf);
         Poll::Ready(Ok(buf.len()))
     }
 

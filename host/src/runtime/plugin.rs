@@ -637,12 +637,16 @@ async fn run_reused(
     let log = store.data().log.finish();
     match outcome {
         Ok(Ok((executor, result))) => {
-            let warm = Warm {
-                store,
-                executor,
-                calls: calls + 1,
-            };
-            pool.give_back(account, warm);
+            // An instance at its memory or table cap is not worth keeping.
+            if !store.data().hit_limit() {
+                store.data_mut().park();
+                let warm = Warm {
+                    store,
+                    executor,
+                    calls: calls + 1,
+                };
+                pool.give_back(account, warm);
+            }
             (Ok(Reply::Execute(result)), log)
         }
         // A faulted instance is dropped here, never given back.

@@ -11,12 +11,14 @@
 //! can therefore only reach later executions of that same account.
 //! Executions without an account never reuse an instance. An instance is
 //! dropped after `max_calls` executions, after any fault (trap, deadline,
-//! limit: the caller does not give it back), and when the pool is full (the
-//! least recently used goes first).
+//! limit: the caller does not give it back), when the pool is full (the
+//! least recently used goes first), and after [`IDLE_TTL`] unused. While it
+//! waits idle it holds no credentials (`HostState::park`).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
@@ -35,8 +37,13 @@ pub(super) struct Warm {
 
 struct Idle {
     account: String,
+    parked: Instant,
     warm: Warm,
 }
+
+/// How long an idle instance is kept: an account's data does not linger in
+/// memory long after its last execution.
+pub(super) const IDLE_TTL: Duration = Duration::from_secs(60);
 
 /// Idle instances of one plugin version.
 pub(super) struct ReusePool {
@@ -89,9 +96,23 @@ impl ReusePool {
 
     /// The most recently used idle instance of `account`, if any.
     pub fn take(&self, account: &str) -> Option<Warm> {
-        let mut idle = self.idle();
-        let at = idle.iter().rposition(|entry| entry.account == account)?;
-        let warm = idle.remove(at).map(|entry| entry.warm);
+        let (warm, expired) = {
+            let mut idle = self.idle();
+            // The oldest are at the front.
+            let stale = idle
+                .iter()
+                .take_while(|entry| entry.parked.elapsed() >= IDLE_TTL)
+                .count();
+            let expired: Vec<Idle> = idle.drain(..stale).collect();
+            let warm = idle
+                .iter()
+                .rposition(|entry| entry.account == account)
+                .and_then(|at| idle.remove(at))
+                .map(|entry| entry.warm);
+            (warm, expired)
+        };
+        // Dropped outside the lock: freeing an instance is not free.
+        drop(expired);
         if warm.is_some() {
             self.reused.fetch_add(1, Ordering::Relaxed);
         }
@@ -113,6 +134,7 @@ impl ReusePool {
             let mut idle = self.idle();
             idle.push_back(Idle {
                 account: account.to_owned(),
+                parked: Instant::now(),
                 warm,
             });
             (idle.len() > self.max_idle).then(|| idle.pop_front())

@@ -15,7 +15,7 @@ use super::bindings::latest::actionhost::executor::{
     log as wit_log, signing as wit_signing, smtp as wit_smtp,
 };
 use super::credentials::Grant;
-use super::log::{GuestOutput, LogLevel, LogSink, LogSource};
+use super::log::{Console, GuestOutput, LogLevel, LogSink, LogSource};
 use super::outbound::{OutboundHooks, OutboundPolicy};
 use super::smtp::{RelayError, SmtpRelay};
 
@@ -27,6 +27,7 @@ pub struct HostState {
     hooks: OutboundHooks,
     pub(super) limiter: Limiter,
     pub(super) log: LogSink,
+    console: Console,
     smtp: SmtpRelay,
     signing_secret: Option<SecretString>,
 }
@@ -34,11 +35,12 @@ pub struct HostState {
 impl HostState {
     pub(super) fn new(limits: &Limits, policy: OutboundPolicy, grant: Arc<Grant>) -> Self {
         let log = LogSink::new(limits.max_log_bytes);
+        let console = Console::new(log.clone());
         // No environment, arguments, preopened directories or sockets: the
         // guest gets clocks, random numbers, and stdio captured into the log.
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(log.clone(), LogSource::Stdout))
-            .stderr(GuestOutput::new(log.clone(), LogSource::Stderr))
+            .stdout(GuestOutput::new(console.clone(), LogSource::Stdout))
+            .stderr(GuestOutput::new(console.clone(), LogSource::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -52,19 +54,45 @@ impl HostState {
             hooks: OutboundHooks::new(policy, grant, log.clone()),
             limiter: Limiter::new(limits),
             log,
+            console,
         }
     }
 
-    /// Readies a reused instance's state for its next execution: a fresh
-    /// log, limiter, outbound budget and this execution's credentials. What
-    /// the guest kept in its own memory stays; that is why the runtime only
-    /// reuses an instance for the same account.
+    /// Readies a reused instance's state for its next execution: a new log
+    /// (stdout and stderr redirected to it), limiter, outbound budget and
+    /// this execution's credentials. What the guest kept in its own memory
+    /// stays; that is why the runtime only reuses an instance for the same
+    /// account.
     pub(super) fn prepare(&mut self, limits: &Limits, policy: OutboundPolicy, grant: Arc<Grant>) {
-        self.log.restart();
+        self.log = LogSink::new(limits.max_log_bytes);
+        self.console.redirect(self.log.clone());
         self.smtp = SmtpRelay::new(limits, &policy, &grant, self.log.clone());
         self.signing_secret = grant.credentials.signing_secret().cloned();
         self.hooks = OutboundHooks::new(policy, grant, self.log.clone());
         self.limiter = Limiter::new(limits);
+    }
+
+    /// Takes away everything an execution lent, before the instance waits
+    /// idle: no credentials, no signing secret, no network, no SMTP server.
+    pub(super) fn park(&mut self) {
+        let closed = OutboundPolicy {
+            rules: Arc::from(Vec::new()),
+            allow_private_network: false,
+            max_requests: 0,
+            connect_timeout: std::time::Duration::ZERO,
+            max_body_bytes: 0,
+            responder: None,
+        };
+        self.hooks = OutboundHooks::new(closed, Arc::new(Grant::default()), self.log.clone());
+        self.smtp.server = None;
+        self.smtp.responder = None;
+        self.signing_secret = None;
+    }
+
+    /// Whether a limit was hit during the last call (the guest may have
+    /// handled the refused growth, but it sits at its cap).
+    pub(super) fn hit_limit(&self) -> bool {
+        self.limiter.memory_hit || self.limiter.table_hit
     }
 }
 

@@ -196,10 +196,12 @@ export function validate(actionType, params) {
 function retryAfterMs(headers) {
   const value = headers.get('retry-after');
   if (value === null) return undefined;
+  // At most a day: an absurd value must not overflow the u64.
+  const clamp = (ms) => BigInt(Math.min(Math.max(0, Math.ceil(ms)), 86_400_000));
   const seconds = Number(value.trim());
-  if (Number.isFinite(seconds) && seconds >= 0) return BigInt(Math.ceil(seconds * 1000));
+  if (Number.isFinite(seconds) && seconds >= 0) return clamp(seconds * 1000);
   const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : BigInt(Math.max(0, date - Date.now()));
+  return Number.isNaN(date) ? undefined : clamp(date - Date.now());
 }
 
 /** The `execute-error` for Slack's `{"ok": false, "error": code}`. */
@@ -266,7 +268,9 @@ export async function execute(request) {
   try {
     text = await response.text();
   } catch (err) {
-    throw new Failure('transient', `Slack's answer broke off: ${err?.message ?? err}`);
+    // Slack accepted the request (2xx): the message may well be posted, so
+    // a retry could post it twice. Permanent, saying the outcome is unknown.
+    throw new Failure('permanent', `outcome unknown: Slack answered HTTP ${status} but its body broke off: ${err?.message ?? err}`);
   }
   let answer = null;
   try {
