@@ -337,7 +337,7 @@ fn upload_pin_disable_enable_and_remove_are_reflected_in_action_types() {
     assert_eq!(installed.json["version"], "2.0.0");
     assert_eq!(installed.json["state"], "active");
     assert_eq!(installed.json["sha256"], sha.as_str());
-    assert_eq!(installed.json["wit_version"], "0.1.1");
+    assert_eq!(installed.json["wit_version"], "0.1.2");
     assert_eq!(installed.json["source"], "upload");
     assert_eq!(installed.json["serving"], json!(["versioned_echo"]));
     let again = upload(&server, v2.clone(), "");
@@ -561,7 +561,7 @@ fn a_plugin_built_against_the_frozen_wit_0_1_0_still_loads_and_runs() {
         .iter()
         .find(|p| p["name"] == "crm-sync")
         .expect("crm-sync");
-    assert_eq!(crm["wit_version"], "0.1.1");
+    assert_eq!(crm["wit_version"], "0.1.2");
 
     let run = execute(
         &server,
@@ -571,7 +571,7 @@ fn a_plugin_built_against_the_frozen_wit_0_1_0_still_loads_and_runs() {
     assert_eq!(run.status, 200, "{}", run.text);
     assert_eq!(run.json["data"]["wit"], "0.1.0");
     assert_eq!(run.json["data"]["params"]["hello"], "world");
-    // Its `log` import (0.1.0) reached the host's 0.1.1 implementation.
+    // Its `log` import (0.1.0) reached the host's 0.1.2 implementation.
     let log_id = run.json["logId"].as_str().expect("log id");
     let record = server.get(&format!("/v1/executions/{log_id}"));
     assert!(
