@@ -932,6 +932,12 @@ fn kill_9_while_executing_then_restart_recovers_every_action_by_the_rule() {
     }
     server.kill();
     let server = server.restart();
+    // Recovery runs once the plugins are loaded, just after the server says
+    // it is ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("recovered actions") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         server.log().contains("recovered actions"),
         "{}",
