@@ -811,6 +811,36 @@ fn bad_requests_get_documented_errors_and_change_nothing() {
 }
 
 #[test]
+fn a_request_refused_before_its_body_is_read_gets_its_answer_and_the_next_request_too() {
+    let server = Server::start();
+    // A plugin upload is refused by the auth check before the body is read;
+    // the rest of the body is still on the wire. The client must get the
+    // 401 (not a broken pipe), and its next request on the same pooled
+    // connection must be answered (not an incomplete message).
+    let big = vec![0u8; 2 * 1024 * 1024];
+    for round in 0..10 {
+        let refused = server.send(
+            server
+                .request("POST", "/v1/plugins")
+                .bearer_auth("ah_not_a_key")
+                .header("content-type", "application/wasm")
+                .body(big.clone()),
+        );
+        assert_eq!(refused.status, 401, "round {round}: {}", refused.text);
+        let next = server.get("/v1/auth/status");
+        assert_eq!(next.status, 200, "round {round}: {}", next.text);
+    }
+    // A body that is read to its end keeps the connection open.
+    let read = server.post("/v1/api-keys", &json!({ "scopes": ["actions:read"] }));
+    assert_eq!(read.status, 201, "{}", read.text);
+    assert!(
+        !read.headers.iter().any(|(name, _)| name == "connection"),
+        "{:?}",
+        read.headers
+    );
+}
+
+#[test]
 fn a_restart_keeps_keys_accounts_and_execution_records() {
     let providers = Providers::start();
     let server = Server::start();

@@ -20,6 +20,7 @@ mod compat;
 mod executions;
 mod identity;
 mod plugins;
+mod unread;
 
 use std::sync::Arc;
 
@@ -165,6 +166,7 @@ pub fn router(state: AppState) -> axum::Router {
             )
         })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(unread::drain_unread_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             // The panic message may quote data; it is not echoed or logged here
             // (the panic hook already reported where it happened).
