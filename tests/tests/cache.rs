@@ -91,8 +91,9 @@ async fn a_corrupted_entry_is_rebuilt_not_executed() {
 
 #[tokio::test]
 async fn an_entry_signed_with_another_key_is_not_trusted() {
-    // Two caches, each with its own key: an entry copied from one into the
-    // other (a compiled file this host did not produce) must be rejected.
+    // Two caches, each with its own key: an entry and its tag copied from
+    // one into the other (signed by a host that is not this one) must be
+    // rejected, and so must an entry whose tag is missing.
     let ours = tempfile::tempdir().expect("temp dir");
     let theirs = tempfile::tempdir().expect("temp dir");
     load(ours.path()).await;
@@ -100,8 +101,18 @@ async fn an_entry_signed_with_another_key_is_not_trusted() {
     let foreign = entries(theirs.path()).pop().expect("entry");
     let target = entries(ours.path()).pop().expect("entry");
     std::fs::copy(&foreign, &target).expect("swap in a foreign entry");
+    std::fs::copy(foreign.with_extension("tag"), target.with_extension("tag"))
+        .expect("and its tag");
     assert_eq!(
         load(ours.path()).await.cache_outcome(),
         CacheOutcome::Rebuilt
     );
+
+    let target = entries(ours.path()).pop().expect("entry");
+    std::fs::remove_file(target.with_extension("tag")).expect("remove the tag");
+    assert_eq!(
+        load(ours.path()).await.cache_outcome(),
+        CacheOutcome::Rebuilt
+    );
+    assert_eq!(load(ours.path()).await.cache_outcome(), CacheOutcome::Hit);
 }

@@ -11,7 +11,7 @@ use super::PluginRegistry;
 /// progress produces a burst of events, and a half-written file must not be
 /// loaded. (A file that is still incomplete after the pause fails to load and
 /// is tried again at its next event.)
-const QUIET: Duration = Duration::from_millis(50);
+const QUIET: Duration = Duration::from_millis(20);
 
 /// Watches the registry's plugins folder until `stop` turns true.
 pub async fn watch_folder(

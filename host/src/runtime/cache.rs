@@ -8,15 +8,25 @@
 //!
 //! Deserializing compiled code is `unsafe`: the bytes are trusted to be
 //! machine code wasmtime produced. **Architecture Invariant:** the runtime
-//! only deserializes files it wrote itself. Each entry carries an HMAC-SHA256
-//! over its contents under a key generated at the cache's creation and kept in
-//! the cache directory with mode 0600; an entry whose tag does not verify —
-//! truncated, bit-flipped, or written by anyone without the key — is deleted
-//! and compiled anew, never loaded.
+//! only deserializes files it wrote itself. Each entry `NAME.cwasm` (exactly
+//! what `Component::serialize` produced) has a sidecar `NAME.tag` holding an
+//! HMAC-SHA256 over the engine hash and the entry's contents, under a key
+//! generated at the cache's creation and kept in the cache directory with
+//! mode 0600; an entry whose tag does not verify — truncated, bit-flipped,
+//! without its tag, or written by anyone without the key — is deleted and
+//! compiled anew, never loaded.
+//!
+//! A verified entry is loaded with `Component::deserialize_file`, which maps
+//! the file rather than copying it onto the heap: a 36 MB JavaScript or
+//! Python image costs resident memory only for the pages that run, and the
+//! kernel shares them between processes. The file is verified, then mapped
+//! by path: whoever could rewrite it in between runs as the server's user
+//! and could read the key as well, so the tag guards against corruption and
+//! foreign files, not against that user.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -26,7 +36,8 @@ use wasmtime::component::Component;
 
 type HmacSha256 = Hmac<Sha256>;
 
-const MAGIC: &[u8; 8] = b"AHCWASM1";
+/// The first bytes of a tag file (a new format gets a new magic).
+const MAGIC: &[u8; 8] = b"AHCTAG01";
 const TAG_LEN: usize = 32;
 
 /// What a load found in the cache.
@@ -112,28 +123,40 @@ impl CompiledCache {
         content_sha256: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let path = self.entry_path(content_sha256);
+        let tag_path = path.with_extension("tag");
         let mut outcome = CacheOutcome::Miss;
-        if let Ok(entry) = fs::read(&path) {
-            match self.verified_payload(&entry) {
-                Some(payload) => {
-                    // SAFETY: the payload carries a valid HMAC under this
-                    // cache's private key, so it is exactly the bytes this
-                    // runtime produced with `Component::serialize` for an
-                    // engine with the same compatibility hash.
-                    #[allow(unsafe_code)]
-                    let component = unsafe { Component::deserialize(engine, payload) };
-                    match component {
-                        Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                        Err(err) => {
-                            tracing::warn!(path = %path.display(), error = %err, "compiled cache entry rejected by wasmtime; recompiling");
-                        }
-                    }
+        if path.exists() || tag_path.exists() {
+            let verifier = self.verifier();
+            let (check_path, check_tag, check_engine) =
+                (path.clone(), tag_path.clone(), engine.clone());
+            // Reading and hashing tens of megabytes: off the async threads,
+            // and in parallel with other plugins' loads.
+            let loaded = tokio::task::spawn_blocking(move || {
+                if !verifier.verify(&check_path, &check_tag) {
+                    return None;
+                }
+                // SAFETY: the file's contents carry a valid HMAC under this
+                // cache's private key, so they are exactly the bytes this
+                // runtime produced with `Component::serialize` for an engine
+                // with the same compatibility hash (see the module docs for
+                // what the tag does not cover).
+                #[allow(unsafe_code)]
+                let component = unsafe { Component::deserialize_file(&check_engine, &check_path) };
+                Some(component)
+            })
+            .await
+            .map_err(|err| wasmtime::format_err!("cache read thread failed: {err}"))?;
+            match loaded {
+                Some(Ok(component)) => return Ok((component, CacheOutcome::Hit)),
+                Some(Err(err)) => {
+                    tracing::warn!(path = %path.display(), error = %err, "compiled cache entry rejected by wasmtime; recompiling");
                 }
                 None => {
-                    tracing::warn!(path = %path.display(), "compiled cache entry failed verification (corrupt or not ours); recompiling");
+                    tracing::warn!(path = %path.display(), "compiled cache entry failed verification (corrupt, untagged or not ours); recompiling");
                 }
             }
             let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&tag_path);
             outcome = CacheOutcome::Rebuilt;
         }
 
@@ -144,7 +167,7 @@ impl CompiledCache {
                 .map_err(|err| wasmtime::format_err!("compilation thread failed: {err}"))??;
         match component.serialize() {
             Ok(serialized) => {
-                if let Err(err) = self.store(&path, &serialized) {
+                if let Err(err) = self.store(&path, &tag_path, &serialized) {
                     tracing::warn!(path = %path.display(), error = %err, "could not write compiled cache entry; the next load compiles again");
                 }
             }
@@ -153,35 +176,80 @@ impl CompiledCache {
         Ok((component, outcome))
     }
 
-    fn tag(&self, payload: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(self.engine_hash.as_bytes());
-        mac.update(payload);
-        mac
-    }
-
-    fn verified_payload<'a>(&self, entry: &'a [u8]) -> Option<&'a [u8]> {
-        let rest = entry.strip_prefix(MAGIC)?;
-        if rest.len() < TAG_LEN {
-            return None;
+    fn verifier(&self) -> Verifier {
+        Verifier {
+            key: self.key,
+            engine_hash: self.engine_hash.clone(),
         }
-        let (tag, payload) = rest.split_at(TAG_LEN);
-        self.tag(payload).verify_slice(tag).ok()?;
-        Some(payload)
     }
 
-    fn store(&self, path: &Path, payload: &[u8]) -> std::io::Result<()> {
-        let tag = self.tag(payload).finalize().into_bytes();
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    /// Writes the entry, then its tag (each through a temporary file and a
+    /// rename); a crash in between leaves an entry without its tag, which
+    /// the next load rebuilds.
+    fn store(&self, path: &Path, tag_path: &Path, payload: &[u8]) -> std::io::Result<()> {
+        let mut mac = self.verifier().mac();
+        mac.update(payload);
+        let tag = mac.finalize().into_bytes();
+        let suffix = format!("tmp{}", std::process::id());
+        let _ = fs::remove_file(tag_path);
+        let tmp = path.with_extension(&suffix);
+        {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(payload)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, path)?;
+        let tmp = tag_path.with_extension(format!("tag{suffix}"));
         {
             let mut file = fs::File::create(&tmp)?;
             file.write_all(MAGIC)?;
             file.write_all(&tag)?;
-            file.write_all(payload)?;
             file.sync_all()?;
         }
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, tag_path)
+    }
+}
+
+/// Checks entries against their tags (owned, for a blocking thread).
+struct Verifier {
+    key: [u8; 32],
+    engine_hash: String,
+}
+
+impl Verifier {
+    fn mac(&self) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(self.engine_hash.as_bytes());
+        mac
+    }
+
+    /// Whether `path`'s contents match the tag in `tag_path`; streams the
+    /// file rather than reading it onto the heap.
+    fn verify(&self, path: &Path, tag_path: &Path) -> bool {
+        let Ok(tag_file) = fs::read(tag_path) else {
+            return false;
+        };
+        let Some(tag) = tag_file.strip_prefix(MAGIC) else {
+            return false;
+        };
+        if tag.len() != TAG_LEN {
+            return false;
+        }
+        let Ok(mut file) = fs::File::open(path) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => mac.update(&buffer[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        mac.verify_slice(tag).is_ok()
     }
 }
 
