@@ -34,6 +34,8 @@ pub struct Settings {
     pub out: PathBuf,
     /// The Markdown file whose results table is regenerated, if any.
     pub markdown: Option<PathBuf>,
+    /// Overrides the soak's length (10 minutes in the full run).
+    pub soak_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -42,7 +44,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH]
+const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
 sections: inprocess, http, scheduler, startup, memory, soak";
 
@@ -59,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         only: Vec::new(),
         out: PathBuf::new(),
         markdown: None,
+        soak_seconds: None,
     };
     let mut out = None;
     while let Some(arg) = args.next() {
@@ -75,6 +78,14 @@ fn main() -> anyhow::Result<()> {
             "--out" => out = Some(PathBuf::from(args.next().context(USAGE)?)),
             "--markdown" => settings.markdown = Some(args.next().context(USAGE)?.into()),
             "--wasmtime" => settings.wasmtime = Some(args.next().context(USAGE)?.into()),
+            "--soak-seconds" => {
+                settings.soak_seconds = Some(
+                    args.next()
+                        .context(USAGE)?
+                        .parse()
+                        .context("--soak-seconds")?,
+                )
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());

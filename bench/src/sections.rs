@@ -67,6 +67,14 @@ struct Budget {
 
 impl Budget {
     fn of(settings: &Settings) -> Self {
+        let mut budget = Self::default_for(settings);
+        if let Some(seconds) = settings.soak_seconds {
+            budget.soak = Duration::from_secs(seconds);
+        }
+        budget
+    }
+
+    fn default_for(settings: &Settings) -> Self {
         if settings.quick {
             Self {
                 inprocess: Duration::from_millis(300),
