@@ -24,24 +24,32 @@ fn first_line(path: &str, key: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// What a program printed (stdout, else stderr: `wrk -v` prints its version
+/// and exits 1), or `unknown`.
 fn output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .output()
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text).trim().to_owned()
+        })
+        .filter(|text| !text.is_empty())
         .unwrap_or_else(|| "unknown".into())
 }
 
 pub fn write(settings: &Settings, results: &Results) -> anyhow::Result<()> {
     let root = settings.root.to_string_lossy().into_owned();
     let commit = output("git", &["-C", &root, "rev-parse", "--short=12", "HEAD"]);
-    let dirty = !output(
-        "git",
-        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
-    )
-    .is_empty();
+    let dirty = Command::new("git")
+        .args(["-C", &root, "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
     let machine = json!({
         "cpu": first_line("/proc/cpuinfo", "model name"),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

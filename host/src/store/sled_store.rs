@@ -11,6 +11,12 @@ use sled::transaction::{
 
 use super::{BoxFuture, Result, Store, StoreError, Tree, Tx, TxError, TxErrorKind};
 
+/// The most memory sled's page cache may hold. sled's own default is 1 GiB,
+/// which a busy server fills with pages it has written (the soak benchmark
+/// grew from 138 to 578 MiB in ten minutes at 900 executions per second);
+/// recent records and the index heads fit well within this.
+const CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+
 /// A storage conflict inside a transaction; sled retries the body.
 pub(crate) struct Unabortable(UnabortableTransactionError);
 
@@ -48,7 +54,11 @@ impl SledStore {
             ))
         })?;
         let path = dir.join("db");
-        let db = sled::Config::new().path(&path).open().map_err(|err| match err {
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(CACHE_CAPACITY)
+            .open()
+            .map_err(|err| match err {
             sled::Error::Io(io)
                 if io.kind() == std::io::ErrorKind::WouldBlock
                     || io.to_string().contains("could not acquire lock") => StoreError::Storage(format!(
