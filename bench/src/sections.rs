@@ -1,7 +1,7 @@
 //! The benchmarks, section by section, and the targets checked on them.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -125,6 +125,21 @@ fn fresh_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
+/// A launch of this run's `actionhost` on `dir`, with no extra environment.
+fn launch<'a>(settings: &'a Settings, dir: &'a Path, cache: &'a Path) -> Launch<'a> {
+    Launch {
+        binary: &settings.actionhost,
+        dir,
+        cache,
+        env: Vec::new(),
+    }
+}
+
+/// The environment of a server whose scheduler stays off.
+fn scheduler_off() -> Vec<(&'static str, String)> {
+    vec![("ACTIONHOST_SCHEDULER__ENABLED", "false".into())]
+}
+
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
@@ -192,12 +207,8 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
 fn http(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::Result<()> {
     let noop = artifact(settings, "target/fixtures/fixture-noop.wasm")?;
     let dir = fresh_dir(&[noop])?;
-    let launch = Launch {
-        binary: &settings.actionhost,
-        dir: dir.path(),
-        cache: &cache(settings),
-        env: Vec::new(),
-    };
+    let cache = cache(settings);
+    let launch = launch(settings, dir.path(), &cache);
     let mut server = launch.start()?;
     let auth = format!("Bearer {}", server.key);
     let json = || ("content-type", "application/json".to_owned());
@@ -353,10 +364,8 @@ fn scheduler(settings: &Settings, budget: &Budget, results: &mut Results) -> any
     let dir = fresh_dir(std::slice::from_ref(&noop))?;
     let cache = cache(settings);
     let off = Launch {
-        binary: &settings.actionhost,
-        dir: dir.path(),
-        cache: &cache,
-        env: vec![("ACTIONHOST_SCHEDULER__ENABLED", "false".into())],
+        env: scheduler_off(),
+        ..launch(settings, dir.path(), &cache)
     };
     let mut server = off.start()?;
     let body = r#"{"type":"noop","params":{},"identity_id":"bench"}"#;
@@ -409,12 +418,7 @@ fn scheduler(settings: &Settings, budget: &Budget, results: &mut Results) -> any
     // Due-to-start: M actions due at the same instant.
     let m = budget.due;
     let dir = fresh_dir(&[noop])?;
-    let launch = Launch {
-        binary: &settings.actionhost,
-        dir: dir.path(),
-        cache: &cache,
-        env: Vec::new(),
-    };
+    let launch = launch(settings, dir.path(), &cache);
     let server = launch.start()?;
     let lead = Duration::from_secs_f64(m as f64 / 500.0 + 3.0);
     let due = SystemTime::now() + lead;
@@ -509,12 +513,7 @@ fn startup(settings: &Settings, budget: &Budget, results: &mut Results) -> anyho
     for _ in 0..budget.start_runs {
         let cache = tempfile::tempdir()?;
         let dir = fresh_dir(&plugins)?;
-        let launch = Launch {
-            binary: &settings.actionhost,
-            dir: dir.path(),
-            cache: cache.path(),
-            env: Vec::new(),
-        };
+        let launch = launch(settings, dir.path(), cache.path());
         let mut server = launch.spawn()?;
         cold.push(ms(server.until_ok("/readyz", Duration::from_secs(600))?));
         drop(server);
@@ -576,7 +575,8 @@ fn startup(settings: &Settings, budget: &Budget, results: &mut Results) -> anyho
         "MiB",
         &empty,
     ));
-    let per_plugin = (crate::stats::median(&sorted(&idle)) - crate::stats::median(&sorted(&empty)))
+    let per_plugin = (results.get("memory.idle_all_plugins_mib").unwrap_or(0.0)
+        - results.get("memory.idle_no_plugin_mib").unwrap_or(0.0))
         / count as f64;
     results.push(Figure::single(
         "memory.per_plugin_mib",
@@ -607,12 +607,6 @@ fn startup(settings: &Settings, budget: &Budget, results: &mut Results) -> anyho
     Ok(())
 }
 
-fn sorted(samples: &[f64]) -> Vec<f64> {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted
-}
-
 /// Time from fixture-versioned 2.0.0 landing in the folder to the first
 /// execution on it; `cached`: its code compiled into the cache first.
 fn hot_swap(settings: &Settings, peer: u16, cached: bool) -> anyhow::Result<Duration> {
@@ -631,10 +625,8 @@ fn hot_swap(settings: &Settings, peer: u16, cached: bool) -> anyhow::Result<Dura
         ensure!(status.success(), "plugin inspect failed");
     }
     let launch = Launch {
-        binary: &settings.actionhost,
-        dir: dir.path(),
-        cache: &cache,
-        env: vec![("ACTIONHOST_SCHEDULER__ENABLED", "false".into())],
+        env: scheduler_off(),
+        ..launch(settings, dir.path(), &cache)
     };
     let server = launch.start()?;
     let body = format!(r#"{{"input":{{"url":"http://127.0.0.1:{peer}/report"}}}}"#);
@@ -720,11 +712,10 @@ fn memory(settings: &Settings, results: &mut Results) -> anyhow::Result<()> {
     let concurrent = 32usize;
     let v1 = artifact(settings, "target/fixtures/fixture-versioned.wasm")?;
     let dir = fresh_dir(&[v1])?;
+    let cache = cache(settings);
     let launch = Launch {
-        binary: &settings.actionhost,
-        dir: dir.path(),
-        cache: &cache(settings),
-        env: vec![("ACTIONHOST_SCHEDULER__ENABLED", "false".into())],
+        env: scheduler_off(),
+        ..launch(settings, dir.path(), &cache)
     };
     let server = launch.start()?;
     let slow = ReportPeer::start(Duration::from_secs(3))?;
@@ -769,12 +760,8 @@ fn memory(settings: &Settings, results: &mut Results) -> anyhow::Result<()> {
 fn soak(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::Result<()> {
     let noop = artifact(settings, "target/fixtures/fixture-noop.wasm")?;
     let dir = fresh_dir(&[noop])?;
-    let launch = Launch {
-        binary: &settings.actionhost,
-        dir: dir.path(),
-        cache: &cache(settings),
-        env: Vec::new(),
-    };
+    let cache = cache(settings);
+    let launch = launch(settings, dir.path(), &cache);
     let server = launch.start()?;
     let peak = results.get("http.execute.c64.rps").unwrap_or(1000.0);
     let rate = (peak / 2.0).max(10.0);
