@@ -58,8 +58,8 @@ impl CreateArgs {
                 self.user
             )));
         }
-        let (_store, records) =
-            open_store(&self.data_dir).map_err(|err| CliError::Failed(format!("{err:#}")))?;
+        let (_store, records) = open_store(&self.data_dir, crate::store::DEFAULT_CACHE_BYTES)
+            .map_err(|err| CliError::Failed(format!("{err:#}")))?;
         let identity = Identity::new(records.clone());
         if let Some(path) = bootstrap(&identity, &self.data_dir)
             .map_err(|err| CliError::Failed(format!("{err:#}")))?

@@ -34,9 +34,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::runtime::{CacheOutcome, HostRule, LoadError, Plugin, PluginOptions, Runtime};
+use crate::runtime::{
+    CacheOutcome, ComponentSource, HostRule, LoadError, Plugin, PluginOptions, Runtime,
+};
+use sha2::{Digest, Sha256};
 
 pub use watch::watch_folder;
 
@@ -280,8 +282,19 @@ fn key_of(name: &str, version: &semver::Version) -> String {
     format!("{name}@{version}")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// The SHA-256 of a component file, streamed on a blocking thread (tens of
+/// megabytes for a JavaScript or Python plugin, which a warm start then does
+/// not read again: its compiled code comes from the cache).
+async fn hash_file(path: &Path) -> std::io::Result<String> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(|err| std::io::Error::other(format!("hashing thread failed: {err}")))?
 }
 
 impl PluginRegistry {
@@ -394,10 +407,9 @@ impl PluginRegistry {
         };
         // New and changed files.
         for path in &files {
-            let Ok(bytes) = tokio::fs::read(path).await else {
+            let Ok(sha) = hash_file(path).await else {
                 continue;
             };
-            let sha = sha256_hex(&bytes);
             let source = Source::Folder(path.clone());
             let same = {
                 let snapshot = self.inner.snapshot.load();
@@ -413,7 +425,9 @@ impl PluginRegistry {
                 continue;
             }
             tracing::info!(path = %path.display(), "plugin file new or changed; loading");
-            let loaded = self.compile_bytes(&source, &sha, bytes.into()).await;
+            let loaded = self
+                .compile_bytes(&source, &sha, ComponentSource::File(path.clone()))
+                .await;
             self.settle(source, Some(sha), loaded).await;
         }
         // Removed files.
@@ -459,10 +473,10 @@ impl PluginRegistry {
     /// Reads and compiles a source: the SHA-256 of the bytes read (if any)
     /// and the plugin.
     async fn compile(&self, source: &Source) -> (Option<String>, Result<Plugin, RegistryError>) {
-        match tokio::fs::read(source.path()).await {
-            Ok(bytes) => {
-                let sha = sha256_hex(&bytes);
-                let loaded = self.compile_bytes(source, &sha, bytes.into()).await;
+        match hash_file(source.path()).await {
+            Ok(sha) => {
+                let component = ComponentSource::File(source.path().to_owned());
+                let loaded = self.compile_bytes(source, &sha, component).await;
                 (Some(sha), loaded)
             }
             Err(err) => (
@@ -481,7 +495,7 @@ impl PluginRegistry {
         &self,
         source: &Source,
         sha: &str,
-        bytes: Arc<[u8]>,
+        component: ComponentSource,
     ) -> Result<Plugin, RegistryError> {
         if let Source::Folder(path) = source {
             let _ = self
@@ -503,7 +517,10 @@ impl PluginRegistry {
             extra_hosts: self.inner.extra_hosts.clone(),
             ..PluginOptions::default()
         };
-        let load = self.inner.runtime.load(bytes, options);
+        let load = self
+            .inner
+            .runtime
+            .load_hashed(component, sha.to_owned(), options);
         tokio::pin!(load);
         let started = Instant::now();
         let mut progress =
@@ -673,7 +690,7 @@ impl PluginRegistry {
         if !self.is_ready() {
             return Err(RegistryError::Loading);
         }
-        let actual = sha256_hex(&bytes);
+        let actual = crate::runtime::sha256_hex(&bytes);
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&actual)
         {
@@ -684,7 +701,11 @@ impl PluginRegistry {
         }
         let staging = self.inner.uploads.join(format!("upload-{actual}"));
         let plugin = self
-            .compile_bytes(&Source::Upload(staging), &actual, bytes.clone())
+            .compile_bytes(
+                &Source::Upload(staging),
+                &actual,
+                ComponentSource::Bytes(bytes.clone()),
+            )
             .await?;
         let _uploads = self.inner.uploads_lock.lock().await;
         let manifest = plugin.manifest();

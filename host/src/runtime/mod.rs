@@ -51,6 +51,7 @@ mod engine;
 mod log;
 mod outbound;
 mod plugin;
+pub use plugin::{ComponentSource, sha256_hex};
 mod pool;
 mod smtp;
 mod state;
@@ -282,6 +283,28 @@ impl Runtime {
         bytes: Arc<[u8]>,
         options: PluginOptions,
     ) -> Result<Plugin, LoadError> {
-        plugin::load(self.inner.clone(), bytes, options).await
+        let sha256 = plugin::sha256_hex(&bytes);
+        plugin::load(
+            self.inner.clone(),
+            ComponentSource::Bytes(bytes),
+            sha256,
+            options,
+        )
+        .await
+    }
+
+    /// [`Runtime::load`] for a caller that has hashed the component
+    /// already: `sha256` is the lowercase hex SHA-256 of its bytes (it names
+    /// the compiled-code cache entry and the loaded plugin). A file is read
+    /// only when it has to be compiled, and then checked against `sha256`:
+    /// a warm start hashes each file once, streaming, and never holds a
+    /// 20 MB component on the heap.
+    pub async fn load_hashed(
+        &self,
+        component: ComponentSource,
+        sha256: String,
+        options: PluginOptions,
+    ) -> Result<Plugin, LoadError> {
+        plugin::load(self.inner.clone(), component, sha256, options).await
     }
 }

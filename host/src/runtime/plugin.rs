@@ -83,6 +83,9 @@ pub enum LoadError {
     /// Not a component at all.
     #[error("not a webassembly component: {0}")]
     NotAComponent(String),
+    /// Its file could not be read.
+    #[error("cannot read the component: {0}")]
+    Read(String),
     /// wasmtime could not compile it.
     #[error("compiling the component failed: {0}")]
     Compile(String),
@@ -251,27 +254,76 @@ enum Reply {
     Execute(Result<String, wit::ExecuteError>),
 }
 
+/// The lowercase hex SHA-256 of a component: its identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Where a component's bytes are.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// In memory.
+    Bytes(Arc<[u8]>),
+    /// In a file, read only if the component must be compiled.
+    File(std::path::PathBuf),
+}
+
+impl ComponentSource {
+    /// The size and the first eight bytes (the header).
+    fn probe(&self) -> Result<(usize, Vec<u8>), LoadError> {
+        match self {
+            Self::Bytes(bytes) => Ok((bytes.len(), bytes[..bytes.len().min(8)].to_vec())),
+            Self::File(path) => {
+                let read =
+                    |err: std::io::Error| LoadError::Read(format!("{}: {err}", path.display()));
+                use std::io::Read as _;
+                let file = std::fs::File::open(path).map_err(read)?;
+                let size = file.metadata().map_err(read)?.len();
+                let mut head = Vec::with_capacity(8);
+                file.take(8).read_to_end(&mut head).map_err(read)?;
+                Ok((usize::try_from(size).unwrap_or(usize::MAX), head))
+            }
+        }
+    }
+
+    /// The bytes, which must hash to `sha256` (a file may have changed
+    /// since it was hashed).
+    pub(super) fn read(&self, sha256: &str) -> Result<Arc<[u8]>, LoadError> {
+        match self {
+            Self::Bytes(bytes) => Ok(bytes.clone()),
+            Self::File(path) => {
+                let bytes: Arc<[u8]> = std::fs::read(path)
+                    .map_err(|err| LoadError::Read(format!("{}: {err}", path.display())))?
+                    .into();
+                if sha256_hex(&bytes) != sha256 {
+                    return Err(LoadError::Read(format!(
+                        "{} changed while it was being loaded; it is loaded again on its next change",
+                        path.display()
+                    )));
+                }
+                Ok(bytes)
+            }
+        }
+    }
+}
+
 pub(super) async fn load(
     runtime: Arc<RuntimeInner>,
-    bytes: Arc<[u8]>,
+    component: ComponentSource,
+    sha256: String,
     options: PluginOptions,
 ) -> Result<Plugin, LoadError> {
     let started = Instant::now();
     let limit = runtime.config.max_component_bytes;
-    if bytes.len() > limit {
-        return Err(LoadError::TooLarge {
-            size: bytes.len(),
-            limit,
-        });
+    let (size, head) = component.probe()?;
+    if size > limit {
+        return Err(LoadError::TooLarge { size, limit });
     }
-    check_component_header(&bytes)?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let size = bytes.len();
+    check_component_header(&head)?;
     let (component, cache) = runtime
         .cache
-        .load(&runtime.engine, bytes, &sha256)
-        .await
-        .map_err(|err| LoadError::Compile(format!("{err:#}")))?;
+        .load(&runtime.engine, &component, &sha256)
+        .await?;
     let wit_version = WitVersion::of(&component, &runtime.engine)
         .map_err(|found| LoadError::WitVersion { found })?
         .unwrap_or(WitVersion::V0_1_2);

@@ -57,6 +57,10 @@ pub struct ServeConfig {
     /// Largest plugin component accepted, from an upload or the plugins
     /// folder, in bytes (default 64 MiB).
     pub max_plugin_bytes: usize,
+    /// Memory for the database's page cache, in bytes (default 64 MiB). A
+    /// larger cache serves more reads from memory; the server's resident
+    /// memory grows until the cache is full.
+    pub db_cache_bytes: u64,
     /// Whether plugins may reach private and loopback addresses (default false).
     pub allow_private_network: bool,
     /// Outbound destinations every plugin may reach beyond its manifest,
@@ -107,6 +111,7 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(30),
             max_body_bytes: 2 << 20,
             max_plugin_bytes: 64 << 20,
+            db_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             allow_private_network: false,
             extra_hosts: Vec::new(),
             limits: Limits::default(),
@@ -152,6 +157,7 @@ const SETTINGS: &[&str] = &[
     "shutdown_timeout",
     "max_body_bytes",
     "max_plugin_bytes",
+    "db_cache_bytes",
     "allow_private_network",
     "extra_hosts",
     "limits",

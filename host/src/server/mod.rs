@@ -48,9 +48,13 @@ pub fn init_logging(config: &ServeConfig) {
     };
 }
 
-/// Opens the store of a data dir and brings it to the current schema.
-pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<(SledStore, Records)> {
-    let store = SledStore::open(data_dir)?;
+/// Opens the store of a data dir (its page cache holding at most
+/// `cache_bytes`) and brings it to the current schema.
+pub fn open_store(
+    data_dir: &std::path::Path,
+    cache_bytes: u64,
+) -> anyhow::Result<(SledStore, Records)> {
+    let store = SledStore::open_with_cache(data_dir, cache_bytes)?;
     let records = Records::new(Arc::new(store.clone()));
     let version = migrate(&records)?;
     tracing::debug!(version, "store schema");
@@ -59,7 +63,7 @@ pub fn open_store(data_dir: &std::path::Path) -> anyhow::Result<(SledStore, Reco
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<()> {
-    let (store, records) = open_store(&config.data_dir)?;
+    let (store, records) = open_store(&config.data_dir, config.db_cache_bytes)?;
     let identity = Identity::new(records.clone());
     if let Some(path) = bootstrap(&identity, &config.data_dir)? {
         records.durable().await?;

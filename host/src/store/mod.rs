@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use sled_store::SledStore;
+pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 /// The version of the record layout this build writes.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -11,11 +11,12 @@ use sled::transaction::{
 
 use super::{BoxFuture, Result, Store, StoreError, Tree, Tx, TxError, TxErrorKind};
 
-/// The most memory sled's page cache may hold. sled's own default is 1 GiB,
-/// which a busy server fills with pages it has written (the soak benchmark
-/// grew from 138 to 578 MiB in ten minutes at 900 executions per second);
-/// recent records and the index heads fit well within this.
-const CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+/// The most memory sled's page cache may hold unless configured
+/// (`db_cache_bytes`). sled's own default is 1 GiB, which a busy server
+/// fills with pages it has written (the soak benchmark grew from 138 to
+/// 578 MiB in ten minutes at 900 executions per second); recent records and
+/// the index heads fit well within this.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A storage conflict inside a transaction; sled retries the body.
 pub(crate) struct Unabortable(UnabortableTransactionError);
@@ -45,8 +46,14 @@ fn storage(path: &Path, err: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, with the default cache.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database in `dir`; its page cache holds at
+    /// most `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|err| {
             StoreError::Storage(format!(
                 "cannot create the data directory {}: {err}",
@@ -56,7 +63,7 @@ impl SledStore {
         let path = dir.join("db");
         let db = sled::Config::new()
             .path(&path)
-            .cache_capacity(CACHE_CAPACITY)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|err| match err {
             sled::Error::Io(io)
