@@ -32,7 +32,7 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -245,20 +245,12 @@ impl Verifier {
         let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag) else {
             return false;
         };
-        let Ok(mut file) = fs::File::open(path) else {
+        let Ok(file) = fs::File::open(path) else {
             return false;
         };
         let mut mac = self.mac();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    mac.update(&buffer[..n]);
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
+        if mac.update_reader(file).is_err() {
+            return false;
         }
         // `Hash`'s equality is constant-time.
         mac.finalize() == blake3::Hash::from_bytes(tag)

@@ -47,8 +47,8 @@ pub fn build(config: &RuntimeConfig) -> wasmtime::Result<(Engine, Allocator)> {
         .max_memory_size(config.max_memory_bytes)
         // A store's teardown resets its slots. By default that is an
         // `madvise` per slot, whose TLB shootdown interrupts every core and
-        // whose pages fault back in on the next instantiation: 8% of a
-        // request's CPU under load. Batching the decommits pays one shootdown
+        // whose pages fault back in on the next instantiation: about 4% of
+        // a request's CPU under load. Batching the decommits pays one shootdown
         // per batch, and the first pages of each memory and table (where
         // a small plugin's stack and data live) are reset with a memset and
         // stay resident.
