@@ -1173,8 +1173,35 @@ impl Actions {
         Ok(action)
     }
 
-    /// [`Actions::claim`] without the flush, for the scheduler, which
-    /// claims a batch and flushes once before starting any of it.
+    /// Claims several due actions in one transaction, without the flush,
+    /// for the scheduler, which flushes once before starting any of them.
+    /// Each result is the claimed action, or why it could not be claimed
+    /// (claimed by a caller meanwhile, or not due after all).
+    pub(crate) fn claim_due_batch(
+        &self,
+        ids: &[String],
+        actor: &Actor,
+    ) -> Result<Vec<Result<Action>>> {
+        Ok(self.records().transaction(|tx| {
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(mut action) = tx.get::<Action>(id)? else {
+                    claimed.push(Err(ActionError::NotFound(id.clone())));
+                    continue;
+                };
+                match claim_in(&mut action, actor, None, true) {
+                    Ok(()) => {
+                        tx.put(&action)?;
+                        claimed.push(Ok(action));
+                    }
+                    Err(forbidden) => claimed.push(Err(forbidden.into())),
+                }
+            }
+            Ok(claimed)
+        })?)
+    }
+
+    /// [`Actions::claim`] without the flush.
     fn claim_unflushed(
         &self,
         id: &str,
@@ -1239,12 +1266,28 @@ impl Actions {
         actor: &Actor,
         execution_id: Option<String>,
     ) -> Action {
+        self.run_claimed_holding(action, actor, execution_id, ())
+            .await
+    }
+
+    /// [`Actions::run_claimed`] holding `slots` (the scheduler's permit and
+    /// tenant slot) until the outcome is written, not until it is flushed:
+    /// the flush then overlaps the next claims instead of delaying them.
+    /// Nobody hears of the outcome before the flush, and until then a crash
+    /// leaves the action `executing` for recovery, as during the run.
+    pub(crate) async fn run_claimed_holding<S: Send>(
+        &self,
+        action: Action,
+        actor: &Actor,
+        execution_id: Option<String>,
+        slots: S,
+    ) -> Action {
         let command = self.command(&action, actor, execution_id.clone());
+        // Not stored here: `complete` writes the record with the action's
+        // outcome, one transaction and one fsync for both. Until then nobody
+        // has been told of it, and a crash leaves the action to recovery.
         let record = match self.pipeline().prepare(command).await {
-            // Not flushed here: `complete` flushes the record with the
-            // action's outcome, one fsync for both. Until then nobody has
-            // been told of it, and a crash leaves the action to recovery.
-            Ok(prepared) => self.pipeline().run_unflushed(prepared).await,
+            Ok(prepared) => self.pipeline().run_unstored(prepared).await,
             Err(unmet) => {
                 let command = self.command(&action, actor, execution_id);
                 let first = unmet
@@ -1252,20 +1295,10 @@ impl Actions {
                     .next()
                     .expect("prepare reports at least one");
                 tracing::info!(action = %action.id, error = %first, "action cannot run");
-                self.pipeline()
-                    .record_refusal(&command, &first)
-                    .await
-                    .map_err(PipelineError::from)
+                Pipeline::refusal_record(&command, &first)
             }
         };
-        let record = match record {
-            Ok(record) => record,
-            Err(err) => {
-                tracing::error!(action = %action.id, %err, "the execution record could not be stored; the action stays executing until recovery");
-                return action;
-            }
-        };
-        match self.complete(&action.id, &record).await {
+        match self.complete(&action.id, &record, slots).await {
             Ok(done) => done,
             Err(err) => {
                 tracing::error!(action = %action.id, %err, "the outcome could not be stored; the action stays executing until recovery");
@@ -1274,8 +1307,15 @@ impl Actions {
         }
     }
 
-    /// Moves an executing action to its outcome, durably.
-    async fn complete(&self, id: &str, record: &ExecutionRecord) -> Result<Action> {
+    /// Moves an executing action to its outcome and stores the execution's
+    /// record with it, in one transaction, durably; `slots` are given back
+    /// between the write and the flush.
+    async fn complete<S: Send>(
+        &self,
+        id: &str,
+        record: &ExecutionRecord,
+        slots: S,
+    ) -> Result<Action> {
         let config = &self.inner.config;
         let outcome = self.records().transaction(|tx| {
             let Some(mut action) = tx.get::<Action>(id)? else {
@@ -1326,10 +1366,12 @@ impl Actions {
             }
             action.output = record.output.clone();
             action.last_error = error;
+            tx.put(record)?;
             tx.put(&action)?;
             Ok(Ok(action))
-        })?;
-        let action = outcome?;
+        });
+        drop(slots);
+        let action = outcome??;
         self.records().durable().await?;
         tracing::info!(action = %action.id, status = %action.status, attempt = action.attempts, "action attempt finished");
         if action.status == ActionStatus::Scheduled {

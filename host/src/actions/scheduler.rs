@@ -167,23 +167,51 @@ impl Actions {
                 let this = self.clone();
                 let actor = scheduler.clone();
                 self.inner.tasks.spawn(async move {
-                    let _permit = permit;
-                    let _slot = slot;
-                    this.run_claimed(claimed, &actor, None).await;
+                    this.run_claimed_holding(claimed, &actor, None, (permit, slot))
+                        .await;
                 });
             }
         }
         next
     }
 
-    /// Claims (unflushed) what may start now, into `batch`; returns the
-    /// next due time still in the future, if it saw one.
+    /// Claims (unflushed, in one transaction) what may start now, into
+    /// `batch`; returns the next due time still in the future, if it saw one.
     fn claim_batch(
         &self,
         global: &Arc<tokio::sync::Semaphore>,
         now: u64,
         scheduler: &Actor,
         batch: &mut Vec<(super::Action, tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
+    ) -> Result<Option<u64>, ActionError> {
+        let mut ids = Vec::new();
+        let mut held = Vec::new();
+        let next = self.pick_due(global, now, &mut ids, &mut held)?;
+        if ids.is_empty() {
+            return Ok(next);
+        }
+        let claimed = self.claim_due_batch(&ids, scheduler)?;
+        for (result, (permit, slot)) in claimed.into_iter().zip(held) {
+            match result {
+                Ok(action) => batch.push((action, permit, slot)),
+                // Claimed by a caller meanwhile, or not due after all: the
+                // permit and the slot go back.
+                Err(ActionError::Forbidden(_) | ActionError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(next)
+    }
+
+    /// The due actions that may start now, with a global permit and a
+    /// tenant slot held for each; returns the next due time still in the
+    /// future, if it saw one.
+    fn pick_due(
+        &self,
+        global: &Arc<tokio::sync::Semaphore>,
+        now: u64,
+        ids: &mut Vec<String>,
+        held: &mut Vec<(tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
     ) -> Result<Option<u64>, ActionError> {
         // Page on past tenants at their cap, so their backlog never hides
         // another tenant's due actions.
@@ -209,12 +237,8 @@ impl Actions {
                 let Some(slot) = self.tenant_slot(tenant) else {
                     continue;
                 };
-                match self.claim_unflushed(&id, scheduler, None, true) {
-                    Ok(claimed) => batch.push((claimed, permit, slot)),
-                    // Claimed by a caller meanwhile, or not due after all.
-                    Err(ActionError::Forbidden(_) | ActionError::NotFound(_)) => {}
-                    Err(err) => return Err(err),
-                }
+                ids.push(id);
+                held.push((permit, slot));
             }
             if !full {
                 break;

@@ -478,6 +478,15 @@ impl Pipeline {
         &self,
         prepared: Prepared,
     ) -> Result<ExecutionRecord, PipelineError> {
+        let record = self.run_unstored(prepared).await;
+        self.records.put(&record)?;
+        Ok(record)
+    }
+
+    /// Runs the plugin and returns the execution's record without storing
+    /// it: the caller writes it in a transaction of its own (the action's
+    /// outcome goes in the same one), so one write serves both.
+    pub async fn run_unstored(&self, prepared: Prepared) -> ExecutionRecord {
         let Prepared {
             plugin,
             idempotent,
@@ -620,7 +629,6 @@ impl Pipeline {
             finished_at: now(),
             duration_ms,
         };
-        self.records.put(&record)?;
         tracing::info!(
             execution = %record.id,
             action = record.action_id.as_deref().unwrap_or("-"),
@@ -629,18 +637,15 @@ impl Pipeline {
             duration_ms,
             "executed"
         );
-        Ok(record)
+        record
     }
 
     /// The record of an attempt that could not start (its requirements
-    /// failed when it was due), stored like any other.
-    pub async fn record_refusal(
-        &self,
-        command: &ExecuteCommand,
-        error: &PipelineError,
-    ) -> Result<ExecutionRecord, StoreError> {
+    /// failed when it was due), not yet stored: the caller stores it with
+    /// the action's outcome.
+    pub fn refusal_record(command: &ExecuteCommand, error: &PipelineError) -> ExecutionRecord {
         let at = now();
-        let record = ExecutionRecord {
+        ExecutionRecord {
             id: command
                 .execution_id
                 .clone()
@@ -668,10 +673,7 @@ impl Pipeline {
             started_at: at.clone(),
             finished_at: at,
             duration_ms: 0,
-        };
-        self.records.put(&record)?;
-        self.records.durable().await?;
-        Ok(record)
+        }
     }
 
     /// Stores a record as it is (a pending execution, or a reviewer's
