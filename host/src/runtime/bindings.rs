@@ -32,6 +32,8 @@ pub mod v0_1_2 {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         },
+        // For the manifest cache, which keeps `describe`'s answer on disk.
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 
     /// The WIT package version these bindings were generated from.

@@ -24,6 +24,15 @@
 //! and could read the key as well, so the tag guards against corruption and
 //! foreign files, not against that user.
 //!
+//! Next to each compiled entry, `NAME.manifest` keeps what the component's
+//! `describe` (and `reuse-policy`) answered, tagged the same way, so that a
+//! warm start runs no plugin code at all: running `describe` touched each
+//! interpreter's code pages (27 MB resident for the bundled JavaScript and
+//! Python plugins, until the next restart). The host still
+//! checks the cached manifest as it checks a fresh one. `describe` is
+//! expected to answer the same for the same component; the answer a
+//! component gave first is the one it keeps.
+//!
 //! BLAKE3 rather than HMAC-SHA256 because every warm start verifies every
 //! entry: the bundled plugins' entries total 75 MB, and HMAC-SHA256 over
 //! them was a fifth of a warm start's CPU (BLAKE3 hashes several times
@@ -44,6 +53,10 @@ use super::{ComponentSource, LoadError};
 /// The first bytes of a tag file (a new format gets a new magic).
 const MAGIC: &[u8; 8] = b"AHCTAG02";
 const TAG_LEN: usize = 32;
+/// Mixed into a manifest entry's tag, so that no compiled entry's tag can
+/// pass for a manifest's or the other way round. Its version changes when
+/// the host's reading of a manifest does.
+const MANIFEST_DOMAIN: &[u8] = b"actionhost manifest v1\0";
 
 /// What a load found in the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -184,6 +197,68 @@ impl CompiledCache {
             Err(err) => tracing::warn!(error = %err, "could not serialize compiled component"),
         }
         Ok((component, outcome))
+    }
+
+    fn manifest_path(&self, content_sha256: &str) -> PathBuf {
+        self.dir
+            .join(format!("{content_sha256}-{}.manifest", self.engine_hash))
+    }
+
+    /// What `describe` answered for the component whose SHA-256 is
+    /// `content_sha256`, if a verified entry holds it. The entry is one
+    /// file: the magic, a tag over the engine hash, [`MANIFEST_DOMAIN`] and
+    /// the JSON, then the JSON. One that does not verify or decode is
+    /// deleted (the caller runs `describe` and stores a new one).
+    pub(super) fn manifest<T: serde::de::DeserializeOwned>(
+        &self,
+        content_sha256: &str,
+    ) -> Option<T> {
+        let path = self.manifest_path(content_sha256);
+        let bytes = fs::read(&path).ok()?;
+        let decoded = bytes
+            .strip_prefix(MAGIC)
+            .filter(|rest| rest.len() >= TAG_LEN)
+            .map(|rest| rest.split_at(TAG_LEN))
+            .filter(|(tag, json)| {
+                let mut mac = self.verifier().mac();
+                mac.update(MANIFEST_DOMAIN);
+                mac.update(json);
+                <[u8; TAG_LEN]>::try_from(*tag)
+                    .is_ok_and(|tag| mac.finalize() == blake3::Hash::from_bytes(tag))
+            })
+            .and_then(|(_, json)| serde_json::from_slice(json).ok());
+        if decoded.is_none() {
+            tracing::warn!(path = %path.display(), "manifest cache entry failed verification (corrupt, untagged or not ours); running describe");
+            let _ = fs::remove_file(&path);
+        }
+        decoded
+    }
+
+    /// Keeps `describe`'s answer for the component whose SHA-256 is
+    /// `content_sha256`; a failure to write is logged, not fatal.
+    pub(super) fn store_manifest<T: serde::Serialize>(&self, content_sha256: &str, manifest: &T) {
+        let path = self.manifest_path(content_sha256);
+        let written = serde_json::to_vec(manifest)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                let mut mac = self.verifier().mac();
+                mac.update(MANIFEST_DOMAIN);
+                mac.update(&json);
+                let mut entry = Vec::with_capacity(MAGIC.len() + TAG_LEN + json.len());
+                entry.extend_from_slice(MAGIC);
+                entry.extend_from_slice(mac.finalize().as_bytes());
+                entry.extend_from_slice(&json);
+                let tmp = path.with_extension(format!("manifest.tmp{}", std::process::id()));
+                {
+                    let mut file = fs::File::create(&tmp)?;
+                    file.write_all(&entry)?;
+                    file.sync_all()?;
+                }
+                fs::rename(&tmp, &path)
+            });
+        if let Err(err) = written {
+            tracing::warn!(path = %path.display(), error = %err, "could not write manifest cache entry; the next load runs describe again");
+        }
     }
 
     fn verifier(&self) -> Verifier {

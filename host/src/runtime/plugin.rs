@@ -347,24 +347,19 @@ pub(super) async fn load(
         deadline: limits.deadline.min(DESCRIBE_DEADLINE),
         ..limits.clone()
     };
-    let (reply, log) = run_isolated(&runtime, &pre, &describe_limits, Call::Describe).await;
-    let wit_manifest = match reply {
-        Ok(Reply::Describe(manifest)) => manifest,
-        Ok(_) => unreachable!("describe returns a manifest"),
-        Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
+    let described = match runtime.cache.manifest::<Described>(&sha256) {
+        Some(described) => described,
+        None => {
+            let described = describe(&runtime, &pre, &describe_limits).await?;
+            runtime.cache.store_manifest(&sha256, &described);
+            described
+        }
     };
-    let mut manifest = check_manifest(wit_manifest, wit_version.as_str())?;
-    if matches!(pre, Pre::V0_1_2(_)) {
-        let (reply, log) = run_isolated(&runtime, &pre, &describe_limits, Call::ReusePolicy).await;
-        manifest.reuse = match reply {
-            Ok(Reply::ReusePolicy(policy)) => policy.map(|p| ReusePolicy {
-                max_calls: p.max_calls,
-                max_idle: p.max_idle,
-            }),
-            Ok(_) => unreachable!("reuse-policy returns a policy"),
-            Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
-        };
-    }
+    let mut manifest = check_manifest(described.manifest, wit_version.as_str())?;
+    manifest.reuse = described.reuse.map(|p| ReusePolicy {
+        max_calls: p.max_calls,
+        max_idle: p.max_idle,
+    });
     let reuse = manifest
         .reuse
         .and_then(|policy| ReusePool::new(policy, &runtime.config.reuse));
@@ -400,6 +395,39 @@ pub(super) async fn load(
             responder: options.responder,
         }),
     })
+}
+
+/// What a component says about itself: its manifest and, from WIT 0.1.2
+/// on, its instance reuse policy. Kept in the compiled-code cache.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Described {
+    manifest: wit::Manifest,
+    reuse: Option<wit::ReusePolicy>,
+}
+
+/// Runs `describe` (and `reuse-policy`, for WIT 0.1.2) in a fresh instance.
+async fn describe(
+    runtime: &Arc<RuntimeInner>,
+    pre: &Pre,
+    limits: &Limits,
+) -> Result<Described, LoadError> {
+    let (reply, log) = run_isolated(runtime, pre, limits, Call::Describe).await;
+    let manifest = match reply {
+        Ok(Reply::Describe(manifest)) => manifest,
+        Ok(_) => unreachable!("describe returns a manifest"),
+        Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
+    };
+    let reuse = if matches!(pre, Pre::V0_1_2(_)) {
+        let (reply, log) = run_isolated(runtime, pre, limits, Call::ReusePolicy).await;
+        match reply {
+            Ok(Reply::ReusePolicy(policy)) => policy,
+            Ok(_) => unreachable!("reuse-policy returns a policy"),
+            Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
+        }
+    } else {
+        None
+    };
+    Ok(Described { manifest, reuse })
 }
 
 fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
@@ -810,7 +838,7 @@ impl Plugin {
         let errors: Vec<FieldError> = validator
             .iter_errors(params)
             .map(|err| FieldError {
-                path: err.instance_path.to_string(),
+                path: err.instance_path().to_string(),
                 message: err.to_string(),
             })
             .collect();
