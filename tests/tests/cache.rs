@@ -183,12 +183,11 @@ async fn a_warm_load_takes_the_manifest_from_the_cache_and_still_checks_it() {
     };
     assert!(refused.to_string().contains("kebab-case"), "{refused}");
 
-    // An entry changed without the key (here: the JSON edited, the tag
-    // left as it was) is discarded: `describe` runs and its answer is
-    // stored again.
-    let mut tampered = stored.clone();
-    let at = tampered.len() - 2;
-    tampered[at] ^= 0x01;
+    // An entry changed without the key (here: the JSON edited, still
+    // valid JSON, the tag left as it was) is discarded: `describe` runs and
+    // its answer is stored again.
+    let mut tampered = stored[..8 + 32].to_vec();
+    tampered.extend_from_slice(&serde_json::to_vec(&changed).expect("json"));
     std::fs::write(&entry, &tampered).expect("tamper");
     let fresh = load(dir.path()).await;
     assert_eq!(fresh.manifest().description, first.manifest().description);

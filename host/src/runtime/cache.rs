@@ -215,16 +215,15 @@ impl CompiledCache {
     ) -> Option<T> {
         let path = self.manifest_path(content_sha256);
         let bytes = fs::read(&path).ok()?;
+        let verifier = self.verifier();
         let decoded = bytes
             .strip_prefix(MAGIC)
             .filter(|rest| rest.len() >= TAG_LEN)
             .map(|rest| rest.split_at(TAG_LEN))
             .filter(|(tag, json)| {
-                let mut mac = self.verifier().mac();
-                mac.update(MANIFEST_DOMAIN);
-                mac.update(json);
+                // `Hash`'s equality is constant-time.
                 <[u8; TAG_LEN]>::try_from(*tag)
-                    .is_ok_and(|tag| mac.finalize() == blake3::Hash::from_bytes(tag))
+                    .is_ok_and(|tag| verifier.manifest_tag(json) == blake3::Hash::from_bytes(tag))
             })
             .and_then(|(_, json)| serde_json::from_slice(json).ok());
         if decoded.is_none() {
@@ -241,20 +240,8 @@ impl CompiledCache {
         let written = serde_json::to_vec(manifest)
             .map_err(std::io::Error::other)
             .and_then(|json| {
-                let mut mac = self.verifier().mac();
-                mac.update(MANIFEST_DOMAIN);
-                mac.update(&json);
-                let mut entry = Vec::with_capacity(MAGIC.len() + TAG_LEN + json.len());
-                entry.extend_from_slice(MAGIC);
-                entry.extend_from_slice(mac.finalize().as_bytes());
-                entry.extend_from_slice(&json);
-                let tmp = path.with_extension(format!("manifest.tmp{}", std::process::id()));
-                {
-                    let mut file = fs::File::create(&tmp)?;
-                    file.write_all(&entry)?;
-                    file.sync_all()?;
-                }
-                fs::rename(&tmp, &path)
+                let tag = self.verifier().manifest_tag(&json);
+                write_replacing(&path, &[MAGIC, tag.as_bytes(), &json])
             });
         if let Err(err) = written {
             tracing::warn!(path = %path.display(), error = %err, "could not write manifest cache entry; the next load runs describe again");
@@ -275,24 +262,27 @@ impl CompiledCache {
         let mut mac = self.verifier().mac();
         mac.update(payload);
         let tag = mac.finalize();
-        let suffix = format!("tmp{}", std::process::id());
         let _ = fs::remove_file(tag_path);
-        let tmp = path.with_extension(&suffix);
-        {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(payload)?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
-        let tmp = tag_path.with_extension(format!("tag{suffix}"));
-        {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(MAGIC)?;
-            file.write_all(tag.as_bytes())?;
-            file.sync_all()?;
-        }
-        fs::rename(&tmp, tag_path)
+        write_replacing(path, &[payload])?;
+        write_replacing(tag_path, &[MAGIC, tag.as_bytes()])
     }
+}
+
+/// Writes `parts` to `path` through a temporary file in the same folder,
+/// synced, then renamed over it: a reader sees the old file or the whole
+/// new one.
+fn write_replacing(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut file = fs::File::create(&tmp)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, path)
 }
 
 /// Checks entries against their tags (owned, for a blocking thread).
@@ -306,6 +296,14 @@ impl Verifier {
         let mut mac = blake3::Hasher::new_keyed(&self.key);
         mac.update(self.engine_hash.as_bytes());
         mac
+    }
+
+    /// The tag of a manifest entry's JSON.
+    fn manifest_tag(&self, json: &[u8]) -> blake3::Hash {
+        let mut mac = self.mac();
+        mac.update(MANIFEST_DOMAIN);
+        mac.update(json);
+        mac.finalize()
     }
 
     /// Whether `path`'s contents match the tag in `tag_path`; streams the

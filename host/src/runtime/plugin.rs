@@ -347,11 +347,26 @@ pub(super) async fn load(
         deadline: limits.deadline.min(DESCRIBE_DEADLINE),
         ..limits.clone()
     };
-    let described = match runtime.cache.manifest::<Described>(&sha256) {
+    // The entry is a few kilobytes, but reading it and writing it (with an
+    // fsync) is file I/O: on a blocking thread, not the async one.
+    let cached = {
+        let (runtime, sha256) = (runtime.clone(), sha256.clone());
+        tokio::task::spawn_blocking(move || runtime.cache.manifest::<Described>(&sha256))
+            .await
+            .ok()
+            .flatten()
+    };
+    let described = match cached {
         Some(described) => described,
         None => {
             let described = describe(&runtime, &pre, &describe_limits).await?;
-            runtime.cache.store_manifest(&sha256, &described);
+            let (runtime, sha256, json) = (runtime.clone(), sha256.clone(), described.clone());
+            // Awaited, so that the entry is there when the load returns; a
+            // failure to write it is logged by `store_manifest`.
+            let _ = tokio::task::spawn_blocking(move || {
+                runtime.cache.store_manifest(&sha256, &json);
+            })
+            .await;
             described
         }
     };
@@ -399,7 +414,7 @@ pub(super) async fn load(
 
 /// What a component says about itself: its manifest and, from WIT 0.1.2
 /// on, its instance reuse policy. Kept in the compiled-code cache.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Described {
     manifest: wit::Manifest,
     reuse: Option<wit::ReusePolicy>,
