@@ -728,18 +728,34 @@ impl Actions {
         };
 
         let idempotency = &self.inner.idempotency;
-        let claim = self.records().transaction(|tx| {
-            if let Some(key) = key {
-                // A direct action answers after it ran: hold the key until then.
-                let response = (!run_now).then(|| first_response.clone());
-                match idempotency.claim_in(tx, tenant_id, key, response, Some(action.id.clone()))? {
-                    Claim::New => {}
-                    other => return Ok(other),
-                }
-            }
-            tx.insert(&action)?;
-            Ok(Claim::New)
-        })?;
+        // Written and flushed together with the creations of other requests
+        // (group commit), so the body owns copies of what it uses.
+        let claim = {
+            let idempotency = idempotency.clone();
+            let tenant_id = tenant_id.to_owned();
+            let key = key.cloned();
+            let action = action.clone();
+            self.records()
+                .commit(move |tx| {
+                    if let Some(key) = &key {
+                        // A direct action answers after it ran: hold the key until then.
+                        let response = (!run_now).then(|| first_response.clone());
+                        match idempotency.claim_in(
+                            tx,
+                            &tenant_id,
+                            key,
+                            response,
+                            Some(action.id.clone()),
+                        )? {
+                            Claim::New => {}
+                            other => return Ok(other),
+                        }
+                    }
+                    tx.insert(&action)?;
+                    Ok(Claim::New)
+                })
+                .await?
+        };
         match claim {
             Claim::New => {}
             Claim::Replay(response) => {
@@ -752,7 +768,6 @@ impl Actions {
             Claim::InProgress => return Err(ActionError::KeyInProgress),
             Claim::Interrupted { target } => return Err(ActionError::KeyInterrupted(target)),
         }
-        self.records().durable().await?;
         tracing::info!(action = %action.id, action_type = %action.action_type, status = %action.status, "action created");
 
         if run_now {
@@ -1271,10 +1286,11 @@ impl Actions {
     }
 
     /// [`Actions::run_claimed`] holding `slots` (the scheduler's permit and
-    /// tenant slot) until the outcome is written, not until it is flushed:
-    /// the flush then overlaps the next claims instead of delaying them.
-    /// Nobody hears of the outcome before the flush, and until then a crash
-    /// leaves the action `executing` for recovery, as during the run.
+    /// tenant slot) until the plugin has finished, not until its outcome is
+    /// on disk: the group commit of the outcome then overlaps the next claims
+    /// instead of delaying them. Nobody hears of the outcome before it is
+    /// durable, and until then a crash leaves the action `executing` for
+    /// recovery, as during the run.
     pub(crate) async fn run_claimed_holding<S: Send>(
         &self,
         action: Action,
@@ -1309,17 +1325,22 @@ impl Actions {
 
     /// Moves an executing action to its outcome and stores the execution's
     /// record with it, in one transaction, durably; `slots` are given back
-    /// between the write and the flush.
+    /// first, since the plugin has finished.
     async fn complete<S: Send>(
         &self,
         id: &str,
         record: &ExecutionRecord,
         slots: S,
     ) -> Result<Action> {
-        let config = &self.inner.config;
-        let outcome = self.records().transaction(|tx| {
-            let Some(mut action) = tx.get::<Action>(id)? else {
-                return Ok(Err(ActionError::NotFound(id.to_owned())));
+        let config = self.inner.config.clone();
+        let id = id.to_owned();
+        let record = record.clone();
+        // The plugin has finished: its slots go back now, and the outcome is
+        // written and flushed with other runs' outcomes (group commit).
+        drop(slots);
+        let outcome = self.records().commit(move |tx| {
+            let Some(mut action) = tx.get::<Action>(&id)? else {
+                return Ok(Err(ActionError::NotFound(id.clone())));
             };
             let scheduler = Actor::system("scheduler");
             let error = record.error.clone();
@@ -1366,13 +1387,11 @@ impl Actions {
             }
             action.output = record.output.clone();
             action.last_error = error;
-            tx.put(record)?;
+            tx.put(&record)?;
             tx.put(&action)?;
             Ok(Ok(action))
         });
-        drop(slots);
-        let action = outcome??;
-        self.records().durable().await?;
+        let action = outcome.await??;
         tracing::info!(action = %action.id, status = %action.status, attempt = action.attempts, "action attempt finished");
         if action.status == ActionStatus::Scheduled {
             self.wake();

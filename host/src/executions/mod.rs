@@ -467,8 +467,8 @@ impl Pipeline {
     /// Runs a prepared execution in the sandbox and stores its record
     /// durably before returning it.
     pub async fn run(&self, prepared: Prepared) -> Result<ExecutionRecord, PipelineError> {
-        let record = self.run_unflushed(prepared).await?;
-        self.records.durable().await?;
+        let record = self.run_unstored(prepared).await;
+        self.records.put_durably(record.clone()).await?;
         Ok(record)
     }
 

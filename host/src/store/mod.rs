@@ -33,7 +33,7 @@ pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The trees (keyspaces) of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tree {
     /// Records, keyed `collection/id`.
     Records,
@@ -131,6 +131,9 @@ impl From<StoreError> for TxError {
 /// A boxed future, for the object-safe [`Store`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The body of a [`Store::commit`]: owned, because another thread runs it.
+pub type CommitBody = Box<dyn Fn(&dyn Tx) -> Result<(), TxError> + Send + Sync + 'static>;
+
 /// The storage trait: bytes in trees, atomic multi-key transactions, and a
 /// durability barrier.
 pub trait Store: Send + Sync + 'static {
@@ -150,6 +153,12 @@ pub trait Store: Send + Sync + 'static {
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()>;
     /// Resolves once every write made before the call is on disk.
     fn flush(&self) -> BoxFuture<'_, Result<()>>;
+    /// Runs `body` atomically and resolves once its writes are on disk: a
+    /// [`Store::transact`] and a [`Store::flush`] in one. Concurrent commits
+    /// share one transaction and one flush (group commit), each still all or
+    /// nothing: a body that fails leaves no write, whatever the others do.
+    /// `body` may run more than once on a conflict.
+    fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>>;
 }
 
 /// One index entry of a record.
@@ -359,6 +368,35 @@ impl Records {
     /// Removes a record and its index entries.
     pub fn remove<R: Record>(&self, id: &str) -> Result<Option<R>> {
         self.transaction(|tx| tx.remove::<R>(id))
+    }
+
+    /// [`Records::transaction`] and [`Records::durable`] in one: runs `body`
+    /// atomically and returns once its writes are on disk. Concurrent commits
+    /// are grouped into one transaction and one flush, which is what makes
+    /// the hot write paths (creating an action, recording an execution)
+    /// cheap; each body still commits all or nothing on its own. `body` may
+    /// run more than once, on another thread, so it owns what it uses.
+    pub async fn commit<T: Send + 'static>(
+        &self,
+        body: impl Fn(&RecordTx<'_>) -> Result<T, TxError> + Send + Sync + 'static,
+    ) -> Result<T> {
+        let result = Arc::new(std::sync::Mutex::new(None));
+        let slot = Arc::clone(&result);
+        self.store
+            .commit(Box::new(move |tx| {
+                let value = body(&RecordTx { tx })?;
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+                Ok(())
+            }))
+            .await?;
+        let value = result.lock().unwrap_or_else(|e| e.into_inner()).take();
+        value.ok_or_else(|| StoreError::Storage("commit ended without a result".into()))
+    }
+
+    /// Writes a record over the stored one and returns once it is on disk,
+    /// grouped with concurrent commits (see [`Records::commit`]).
+    pub async fn put_durably<R: Record + 'static>(&self, record: R) -> Result<()> {
+        self.commit(move |tx| tx.put(&record)).await
     }
 
     /// Resolves once every write made so far is on disk.
@@ -588,6 +626,83 @@ mod tests {
                 .list_by::<Note>("notes_by_owner", "bob")
                 .expect("list")
                 .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_commits_each_land_or_leave_nothing() {
+        let (_dir, records) = records();
+        records
+            .insert(&note("taken", "ada", "dup"))
+            .expect("insert");
+        // Many commits at once share transactions; the ones that claim a
+        // taken slug fail alone, after writing their own note first.
+        let commits: Vec<_> = (0..200)
+            .map(|i| {
+                let records = records.clone();
+                tokio::spawn(async move {
+                    let slug = if i % 10 == 0 {
+                        "dup".to_owned()
+                    } else {
+                        format!("slug-{i}")
+                    };
+                    let id = format!("n{i}");
+                    records
+                        .commit(move |tx| {
+                            tx.insert(&note(&id, "bob", &format!("other-{id}")))?;
+                            tx.put(&note(&format!("{id}-b"), "bob", &slug))?;
+                            Ok(id.clone())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, commit) in commits.into_iter().enumerate() {
+            let outcome = commit.await.expect("task");
+            let id = format!("n{i}");
+            if i % 10 == 0 {
+                let err = outcome.expect_err("a taken slug");
+                assert!(
+                    err.to_string().contains("already belongs to taken"),
+                    "{err}"
+                );
+                assert!(records.get::<Note>(&id).expect("get").is_none(), "{id}");
+            } else {
+                assert_eq!(outcome.expect("commit"), id);
+                assert!(records.get::<Note>(&id).expect("get").is_some(), "{id}");
+            }
+        }
+        assert_eq!(
+            records.ids_by("notes_by_owner", "bob").expect("ids").len(),
+            180 * 2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_committed_write_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let records = Records::new(Arc::new(SledStore::open(dir.path()).expect("open")));
+            records
+                .put_durably(note("1", "ada", "kept"))
+                .await
+                .expect("commit");
+            // A panicking body is reported, and the committer goes on.
+            let err = records
+                .commit(|_| -> Result<(), TxError> { panic!("a bug in a body") })
+                .await
+                .expect_err("panicked");
+            assert!(err.to_string().contains("panicked"), "{err}");
+            records
+                .put_durably(note("2", "ada", "also"))
+                .await
+                .expect("commit after a panic");
+        }
+        // Dropping the store joined its committer and closed the database.
+        let records = Records::new(Arc::new(SledStore::open(dir.path()).expect("reopen")));
+        assert_eq!(
+            records.ids_by("notes_by_owner", "ada").expect("ids"),
+            ["1", "2"]
         );
     }
 

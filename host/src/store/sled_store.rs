@@ -1,15 +1,30 @@
-//! [`Store`] on sled, with grouped flushes.
+//! [`Store`] on sled, with grouped flushes and group commit.
+//!
+//! sled writes out a log buffer for every transaction and wakes its whole
+//! I/O pool for each, so under load the cost of a write is mostly per
+//! transaction, not per key. [`Store::commit`] therefore hands its body to
+//! one committer thread, which runs every body waiting at that moment in a
+//! single sled transaction, flushes once, and answers each. Each body runs
+//! against its own staging layer ([`Staged`]), so one that fails leaves no
+//! write behind while the others in its batch commit.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 
 use sled::Transactional;
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::{BoxFuture, Result, Store, StoreError, Tree, Tx, TxError, TxErrorKind};
+use super::{BoxFuture, CommitBody, Result, Store, StoreError, Tree, Tx, TxError, TxErrorKind};
+
+/// The most commits one transaction carries; more wait for the next one.
+const MAX_BATCH: usize = 512;
 
 /// The most memory sled's page cache may hold unless configured
 /// (`db_cache_bytes`). sled's own default is 1 GiB, which a busy server
@@ -39,6 +54,29 @@ struct Inner {
     flushed: AtomicU64,
     /// One flush at a time; waiters queue here and most find their ticket done.
     flushing: tokio::sync::Mutex<()>,
+    /// The committer's queue; `None` once the store is being dropped.
+    commits: Option<mpsc::Sender<Commit>>,
+    /// The committer thread, joined on drop so the database is closed when
+    /// the store is gone.
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the committer's loop.
+        self.commits = None;
+        if let Some(handle) = self.committer.take()
+            && handle.thread().id() != std::thread::current().id()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One [`Store::commit`] waiting for the committer.
+struct Commit {
+    body: CommitBody,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
 fn storage(path: &Path, err: impl std::fmt::Display) -> StoreError {
@@ -82,6 +120,16 @@ impl SledStore {
         let records = open_tree(Tree::Records)?;
         let indexes = open_tree(Tree::Indexes)?;
         let meta = open_tree(Tree::Meta)?;
+        let (commits, queue) = mpsc::channel();
+        let committer = Committer {
+            db: db.clone(),
+            path: path.clone(),
+            trees: (records.clone(), indexes.clone(), meta.clone()),
+        };
+        let committer = std::thread::Builder::new()
+            .name("actionhost-commit".into())
+            .spawn(move || committer.run(&queue))
+            .map_err(|err| storage(&path, format!("cannot start the committer thread: {err}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -92,6 +140,8 @@ impl SledStore {
                 requested: AtomicU64::new(0),
                 flushed: AtomicU64::new(0),
                 flushing: tokio::sync::Mutex::new(()),
+                commits: Some(commits),
+                committer: Some(committer),
             }),
         })
     }
@@ -111,6 +161,141 @@ impl SledStore {
             Tree::Indexes => &self.inner.indexes,
             Tree::Meta => &self.inner.meta,
         }
+    }
+}
+
+/// The committer thread's side of the store.
+struct Committer {
+    db: sled::Db,
+    path: PathBuf,
+    trees: (sled::Tree, sled::Tree, sled::Tree),
+}
+
+impl Committer {
+    /// Takes every commit waiting, runs them in one transaction, flushes
+    /// once and answers each; until the queue closes.
+    fn run(&self, queue: &mpsc::Receiver<Commit>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(commit) => batch.push(commit),
+                    Err(_) => break,
+                }
+            }
+            let outcomes = self.apply(&batch);
+            for (commit, outcome) in batch.into_iter().zip(outcomes) {
+                // A caller that stopped waiting is no reason to stop.
+                let _ = commit.done.send(outcome);
+            }
+        }
+    }
+
+    fn apply(&self, batch: &[Commit]) -> Vec<Result<()>> {
+        let outcomes: RefCell<Vec<Result<()>>> = RefCell::new(Vec::new());
+        let (records, indexes, meta) = &self.trees;
+        let committed = (records, indexes, meta).transaction(|(records, indexes, meta)| {
+            let tx = SledTx {
+                records,
+                indexes,
+                meta,
+            };
+            // A rerun after a conflict starts the batch over.
+            let mut results = Vec::with_capacity(batch.len());
+            for commit in batch {
+                let staged = Staged::new(&tx);
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| (commit.body)(&staged)));
+                match ran {
+                    Ok(Ok(())) => {
+                        staged.apply().map_err(|TxError(kind)| match kind {
+                            TxErrorKind::Storage(Unabortable(err)) => err,
+                            TxErrorKind::Abort(err) => UnabortableTransactionError::Storage(
+                                sled::Error::ReportableBug(err.to_string()),
+                            ),
+                        })?;
+                        results.push(Ok(()));
+                    }
+                    Ok(Err(TxError(TxErrorKind::Abort(err)))) => results.push(Err(err)),
+                    Ok(Err(TxError(TxErrorKind::Storage(Unabortable(err))))) => {
+                        return Err(ConflictableTransactionError::from(err));
+                    }
+                    Err(_) => results.push(Err(StoreError::Storage(
+                        "a transaction body panicked; nothing of it was written".into(),
+                    ))),
+                }
+            }
+            *outcomes.borrow_mut() = results;
+            Ok::<(), ConflictableTransactionError<StoreError>>(())
+        });
+        let mut outcomes = outcomes.into_inner();
+        let failed = match committed {
+            Ok(()) => self.db.flush().err().map(|err| storage(&self.path, err)),
+            Err(TransactionError::Storage(err)) => Some(storage(&self.path, err)),
+            Err(TransactionError::Abort(err)) => Some(err),
+        };
+        match failed {
+            None => outcomes,
+            Some(err) => {
+                // Nothing of the batch is known to be durable.
+                let message = err.to_string();
+                outcomes.resize_with(batch.len(), || Ok(()));
+                outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.and(Err(StoreError::Storage(message.clone()))))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// One commit's view of the batch transaction: reads see the batch so far
+/// and this commit's own writes; its writes reach the transaction only if
+/// the body succeeds.
+struct Staged<'a> {
+    tx: &'a dyn Tx,
+    /// Each key's last write: a value, or `None` for a removal.
+    writes: RefCell<BTreeMap<StagedKey, Option<Vec<u8>>>>,
+}
+
+type StagedKey = (Tree, Vec<u8>);
+
+impl<'a> Staged<'a> {
+    fn new(tx: &'a dyn Tx) -> Self {
+        Self {
+            tx,
+            writes: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    fn apply(self) -> Result<(), TxError> {
+        for ((tree, key), value) in self.writes.into_inner() {
+            match value {
+                Some(value) => self.tx.insert(tree, &key, &value)?,
+                None => self.tx.remove(tree, &key)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tx for Staged<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        if let Some(value) = self.writes.borrow().get(&(tree, key.to_vec())) {
+            return Ok(value.clone());
+        }
+        self.tx.get(tree, key)
+    }
+
+    fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.writes
+            .borrow_mut()
+            .insert((tree, key.to_vec()), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxError> {
+        self.writes.borrow_mut().insert((tree, key.to_vec()), None);
+        Ok(())
     }
 }
 
@@ -232,6 +417,20 @@ impl Store for SledStore {
             flushed.map_err(|err| storage(&inner.path, err))?;
             inner.flushed.fetch_max(target, Ordering::SeqCst);
             Ok(())
+        })
+    }
+
+    fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let gone = || StoreError::Storage("the store's committer has stopped".into());
+            let (done, answer) = tokio::sync::oneshot::channel();
+            self.inner
+                .commits
+                .as_ref()
+                .ok_or_else(gone)?
+                .send(Commit { body, done })
+                .map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
         })
     }
 }
