@@ -175,6 +175,13 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_and_h
         .as_str()
         .expect("id")
         .to_owned();
+    // Used once before its revocation, so that the server has it cached.
+    assert_eq!(
+        server
+            .call("GET", "/v1/actions", Some(&revoked_key), None)
+            .status,
+        200
+    );
     assert_eq!(
         server
             .call(

@@ -6,9 +6,11 @@
 //! On first start [`bootstrap`] creates a tenant, an admin user and an admin
 //! key, and writes the key to `DATA_DIR/admin.key` (mode 0600).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -273,6 +275,25 @@ impl fmt::Debug for MintedKey {
 #[derive(Clone)]
 pub struct Identity {
     records: Records,
+    /// Active keys seen so far, by hash: every request authenticates, and
+    /// three store reads per request were a measurable share of its cost.
+    known: Arc<RwLock<KnownKeys>>,
+}
+
+/// The most keys [`Identity::authenticate`] remembers; past that it reads
+/// the store for keys it has not seen.
+const KNOWN_KEYS_MAX: usize = 10_000;
+
+/// The authentication cache. Only active keys are entered, so unknown
+/// secrets cannot fill it. A revocation removes the key and bumps
+/// `generation`, and a lookup that began before a revocation does not enter
+/// its (possibly stale) result: a revoked key is refused from the moment
+/// `revoke_key` returns. Users are never changed or removed, so a cached
+/// user stays right.
+#[derive(Default)]
+struct KnownKeys {
+    generation: u64,
+    principals: HashMap<String, Principal>,
 }
 
 /// Who is calling: the key's record, its user and its tenant.
@@ -287,15 +308,23 @@ pub struct Principal {
 impl Identity {
     /// Identity over `records`.
     pub fn new(records: Records) -> Self {
-        Self { records }
+        Self {
+            records,
+            known: Arc::default(),
+        }
     }
 
     /// The active key `secret` names, with its user.
     pub fn authenticate(&self, secret: &str) -> Result<Option<Principal>, StoreError> {
-        let Some(key) = self
-            .records
-            .get_by::<ApiKey>("api_keys_by_hash", &key_hash(secret))?
-        else {
+        let hash = key_hash(secret);
+        let generation = {
+            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(principal) = known.principals.get(&hash) {
+                return Ok(Some(principal.clone()));
+            }
+            known.generation
+        };
+        let Some(key) = self.records.get_by::<ApiKey>("api_keys_by_hash", &hash)? else {
             return Ok(None);
         };
         if key.revoked_at.is_some() {
@@ -304,7 +333,12 @@ impl Identity {
         let Some(user) = self.records.get::<User>(&key.user_id)? else {
             return Ok(None);
         };
-        Ok(Some(Principal { key, user }))
+        let principal = Principal { key, user };
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        if known.generation == generation && known.principals.len() < KNOWN_KEYS_MAX {
+            known.principals.insert(hash, principal.clone());
+        }
+        Ok(Some(principal))
     }
 
     /// Creates a tenant.
@@ -415,12 +449,18 @@ impl Identity {
 
     /// Revokes a key; revoking twice keeps the first time.
     pub fn revoke_key(&self, id: &str) -> Result<ApiKey, StoreError> {
-        self.records.update::<ApiKey>(id, |key| {
+        let revoked = self.records.update::<ApiKey>(id, |key| {
             if key.revoked_at.is_none() {
                 key.revoked_at = Some(now());
             }
             Ok(())
-        })
+        })?;
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        known.generation += 1;
+        known
+            .principals
+            .retain(|_, principal| principal.key.id != id);
+        Ok(revoked)
     }
 
     /// Creates a tenant with an admin user and a key holding `scopes`.
