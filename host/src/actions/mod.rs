@@ -912,40 +912,42 @@ impl Actions {
             }
             check_params(self.pipeline(), &current.action_type, params, "/params").await?;
         }
-        let action = self.change(tenant_id, id, |action| {
-            let transition = review.transition();
-            match &review {
-                Review::Approve => {
-                    action.apply(transition, actor, comment.clone())?;
-                    action.approved_hash = Some(action.params_hash.clone());
+        let actor = actor.clone();
+        let action = self
+            .change(tenant_id, id, move |action| {
+                let transition = review.transition();
+                match &review {
+                    Review::Approve => {
+                        action.apply(transition, &actor, comment.clone())?;
+                        action.approved_hash = Some(action.params_hash.clone());
+                    }
+                    Review::Reject => {
+                        action.apply(transition, &actor, comment.clone())?;
+                    }
+                    Review::Edit(params) => {
+                        machine::next(action.status, transition)?;
+                        let at = now();
+                        action.revisions.push(Revision {
+                            revision: action.revision,
+                            params: action.params.clone(),
+                            params_hash: action.params_hash.clone(),
+                            replaced_at: at,
+                            replaced_by: actor.clone(),
+                        });
+                        action.revision += 1;
+                        action.params = params.clone();
+                        action.params_hash = params_hash(params);
+                        action.approved_hash = Some(action.params_hash.clone());
+                        action.apply(transition, &actor, comment.clone())?;
+                    }
                 }
-                Review::Reject => {
-                    action.apply(transition, actor, comment.clone())?;
+                if action.status == ActionStatus::Scheduled {
+                    let due = action.due_after_approval();
+                    action.set_due(due);
                 }
-                Review::Edit(params) => {
-                    machine::next(action.status, transition)?;
-                    let at = now();
-                    action.revisions.push(Revision {
-                        revision: action.revision,
-                        params: action.params.clone(),
-                        params_hash: action.params_hash.clone(),
-                        replaced_at: at,
-                        replaced_by: actor.clone(),
-                    });
-                    action.revision += 1;
-                    action.params = params.clone();
-                    action.params_hash = params_hash(params);
-                    action.approved_hash = Some(action.params_hash.clone());
-                    action.apply(transition, actor, comment.clone())?;
-                }
-            }
-            if action.status == ActionStatus::Scheduled {
-                let due = action.due_after_approval();
-                action.set_due(due);
-            }
-            Ok(())
-        })?;
-        self.records().durable().await?;
+                Ok(())
+            })
+            .await?;
         if action.status == ActionStatus::Scheduled {
             self.wake();
         }
@@ -960,11 +962,13 @@ impl Actions {
         actor: &Actor,
         comment: Option<String>,
     ) -> Result<Action> {
-        let action = self.change(tenant_id, id, |action| {
-            action.apply(Transition::Cancel, actor, comment.clone())?;
-            Ok(())
-        })?;
-        self.records().durable().await?;
+        let actor = actor.clone();
+        let action = self
+            .change(tenant_id, id, move |action| {
+                action.apply(Transition::Cancel, &actor, comment.clone())?;
+                Ok(())
+            })
+            .await?;
         Ok(action)
     }
 
@@ -977,40 +981,46 @@ impl Actions {
         resolution: Resolution,
         comment: Option<String>,
     ) -> Result<Action> {
-        let action = self.change(tenant_id, id, |action| {
-            action.apply(resolution.transition(), actor, comment.clone())?;
-            if resolution == Resolution::Retry {
-                // The operator's retry is one more attempt, whatever the count.
-                action.max_attempts = action.max_attempts.max(action.attempts + 1);
-                action.set_due(epoch_ms(SystemTime::now()));
-            }
-            Ok(())
-        })?;
-        self.records().durable().await?;
+        let actor = actor.clone();
+        let action = self
+            .change(tenant_id, id, move |action| {
+                action.apply(resolution.transition(), &actor, comment.clone())?;
+                if resolution == Resolution::Retry {
+                    // The operator's retry is one more attempt, whatever the count.
+                    action.max_attempts = action.max_attempts.max(action.attempts + 1);
+                    action.set_due(epoch_ms(SystemTime::now()));
+                }
+                Ok(())
+            })
+            .await?;
         if action.status == ActionStatus::Scheduled {
             self.wake();
         }
         Ok(action)
     }
 
-    /// Reads, changes and writes an action of the tenant in one transaction.
-    fn change(
+    /// Reads, changes and writes an action of the tenant in one transaction,
+    /// durably (a group commit: see [`Records::commit`]).
+    async fn change(
         &self,
         tenant_id: &str,
         id: &str,
-        change: impl Fn(&mut Action) -> Result<(), Forbidden>,
+        change: impl Fn(&mut Action) -> Result<(), Forbidden> + Send + Sync + 'static,
     ) -> Result<Action> {
-        self.records().transaction(|tx| {
-            let Some(mut action) = tx.get::<Action>(id)?.filter(|a| a.tenant_id == tenant_id)
-            else {
-                return Ok(Err(ActionError::NotFound(id.to_owned())));
-            };
-            if let Err(forbidden) = change(&mut action) {
-                return Ok(Err(forbidden.into()));
-            }
-            tx.put(&action)?;
-            Ok(Ok(action))
-        })?
+        let (tenant_id, id) = (tenant_id.to_owned(), id.to_owned());
+        self.records()
+            .commit(move |tx| {
+                let Some(mut action) = tx.get::<Action>(&id)?.filter(|a| a.tenant_id == tenant_id)
+                else {
+                    return Ok(Err(ActionError::NotFound(id.clone())));
+                };
+                if let Err(forbidden) = change(&mut action) {
+                    return Ok(Err(forbidden.into()));
+                }
+                tx.put(&action)?;
+                Ok(Ok(action))
+            })
+            .await?
     }
 
     /// Executes an action now, on the caller's request, and returns it
