@@ -5,6 +5,7 @@
 //! settings; `bench/run --quick` (called by `scripts/test`) runs every
 //! benchmark briefly so that none of them rots. See `BENCHMARKS.md`.
 
+mod floor;
 mod inprocess;
 mod load;
 mod peers;
@@ -46,6 +47,7 @@ impl Settings {
 
 const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
+       actionhost-bench sled-floor DIR RATE SECONDS RECORD_BYTES CACHE_BYTES
 sections: inprocess, http, scheduler, startup, memory, soak";
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +74,15 @@ fn main() -> anyhow::Result<()> {
                     _ => bail!("{USAGE}"),
                 };
                 return peers::hello_server(port);
+            }
+            "sled-floor" => {
+                let mut next = |name: &str| args.next().with_context(|| format!("{name}\n{USAGE}"));
+                let dir = PathBuf::from(next("DIR")?);
+                let rate = next("RATE")?.parse().context("RATE")?;
+                let seconds = next("SECONDS")?.parse().context("SECONDS")?;
+                let record_bytes = next("RECORD_BYTES")?.parse().context("RECORD_BYTES")?;
+                let cache_bytes = next("CACHE_BYTES")?.parse().context("CACHE_BYTES")?;
+                return floor::write(&dir, rate, seconds, record_bytes, cache_bytes);
             }
             "--quick" => settings.quick = true,
             "--only" => settings.only.push(args.next().context(USAGE)?),

@@ -827,12 +827,7 @@ fn soak(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::
         tokio.block_on(task)??;
     }
     let executed = done.load(Ordering::Relaxed);
-    let after_warm_up = samples
-        .iter()
-        .find(|(at, _)| *at >= warm_up)
-        .map_or(samples[0].1, |(_, rss)| *rss);
-    let last = samples.last().map_or(after_warm_up, |(_, rss)| *rss);
-    let peak_rss = samples.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    let (after_warm_up, last, peak_rss) = growth(&samples, warm_up);
     let seconds = budget.soak.as_secs_f64();
     results.push(Figure::single("soak.rate", &format!("soak: sync executes per second over {seconds:.0} s (aimed at half of peak, {rate:.0}/s)"), "req/s", executed as f64 / seconds));
     results.push(Figure::single(
@@ -856,7 +851,78 @@ fn soak(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::
         "%",
         (last - after_warm_up) / after_warm_up * 100.0,
     ));
+    drop(server);
+
+    // The store's share: bare sled in a process of its own, storing as many
+    // execution records in the same time with the server's page cache.
+    let floor_dir = tempfile::tempdir()?;
+    let cache_bytes = std::env::var("ACTIONHOST_DB_CACHE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(actionhost::store::DEFAULT_CACHE_BYTES);
+    let mut floor = std::process::Command::new(std::env::current_exe()?)
+        .arg("sled-floor")
+        .arg(floor_dir.path())
+        .arg(format!("{}", executed as f64 / seconds))
+        .arg(format!("{seconds}"))
+        .arg(crate::floor::EXECUTION_RECORD_BYTES.to_string())
+        .arg(cache_bytes.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the sled floor")?;
+    let began = Instant::now();
+    let mut floor_samples = Vec::new();
+    while floor.try_wait()?.is_none() {
+        if let Ok(rss) = crate::server::rss_mib(floor.id()) {
+            floor_samples.push((began.elapsed(), rss));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let output = floor.wait_with_output()?;
+    ensure!(
+        output.status.success(),
+        "the sled floor failed: {}",
+        output.status
+    );
+    let stored: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("the sled floor's record count")?;
+    ensure!(
+        !floor_samples.is_empty() && stored as f64 >= executed as f64 * 0.9,
+        "the sled floor stored {stored} records, the soak {executed}"
+    );
+    let (floor_after, floor_last, _) = growth(&floor_samples, warm_up);
+    results.push(
+        Figure::single(
+            "soak.sled_floor_growth_mib",
+            &format!(
+                "soak floor: bare sled storing {stored} execution records of {} bytes in the same time, growth after the first tenth",
+                crate::floor::EXECUTION_RECORD_BYTES
+            ),
+            "MiB",
+            floor_last - floor_after,
+        )
+        .with_note(format!("{floor_after:.1} → {floor_last:.1} MiB")),
+    );
+    results.push(Figure::single(
+        "soak.sled_floor_pct",
+        "soak floor: that growth as a share of the server's memory after the first tenth (the least growth the server can show)",
+        "%",
+        (floor_last - floor_after) / after_warm_up * 100.0,
+    ));
     Ok(())
+}
+
+/// Resident memory after `warm_up`, at the end, and at its peak.
+fn growth(samples: &[(Duration, f64)], warm_up: Duration) -> (f64, f64, f64) {
+    let after_warm_up = samples
+        .iter()
+        .find(|(at, _)| *at >= warm_up)
+        .map_or(samples[0].1, |(_, rss)| *rss);
+    let last = samples.last().map_or(after_warm_up, |(_, rss)| *rss);
+    let peak = samples.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    (after_warm_up, last, peak)
 }
 
 /// The targets, each against this run's figures.
@@ -944,9 +1010,13 @@ fn targets(results: &mut Results) {
         ));
     }
     if let Some(v) = get("soak.growth_pct") {
+        let measured = match get("soak.sled_floor_pct") {
+            Some(floor) => format!("{v:.1} % (bare sled storing the same records: {floor:.1} %)"),
+            None => format!("{v:.1} %"),
+        };
         targets.push(Target::at_most(
             "soak at half of peak grows memory < 10 %",
-            format!("{v:.1} %"),
+            measured,
             v,
             10.0,
         ));
