@@ -1198,32 +1198,37 @@ impl Actions {
         Ok(action)
     }
 
-    /// Claims several due actions in one transaction, without the flush,
-    /// for the scheduler, which flushes once before starting any of them.
-    /// Each result is the claimed action, or why it could not be claimed
-    /// (claimed by a caller meanwhile, or not due after all).
-    pub(crate) fn claim_due_batch(
+    /// Claims several due actions in one transaction, durably, for the
+    /// scheduler: the claims are on disk before any of them starts, and they
+    /// share their flush with the outcomes being written meanwhile (a group
+    /// commit). Each result is the claimed action, or why it could not be
+    /// claimed (claimed by a caller meanwhile, or not due after all).
+    pub(crate) async fn claim_due_batch(
         &self,
-        ids: &[String],
+        ids: Vec<String>,
         actor: &Actor,
     ) -> Result<Vec<Result<Action>>> {
-        Ok(self.records().transaction(|tx| {
-            let mut claimed = Vec::with_capacity(ids.len());
-            for id in ids {
-                let Some(mut action) = tx.get::<Action>(id)? else {
-                    claimed.push(Err(ActionError::NotFound(id.clone())));
-                    continue;
-                };
-                match claim_in(&mut action, actor, None, true) {
-                    Ok(()) => {
-                        tx.put(&action)?;
-                        claimed.push(Ok(action));
+        let actor = actor.clone();
+        Ok(self
+            .records()
+            .commit(move |tx| {
+                let mut claimed = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let Some(mut action) = tx.get::<Action>(id)? else {
+                        claimed.push(Err(ActionError::NotFound(id.clone())));
+                        continue;
+                    };
+                    match claim_in(&mut action, &actor, None, true) {
+                        Ok(()) => {
+                            tx.put(&action)?;
+                            claimed.push(Ok(action));
+                        }
+                        Err(forbidden) => claimed.push(Err(forbidden.into())),
                     }
-                    Err(forbidden) => claimed.push(Err(forbidden.into())),
                 }
-            }
-            Ok(claimed)
-        })?)
+                Ok(claimed)
+            })
+            .await?)
     }
 
     /// [`Actions::claim`] without the flush.

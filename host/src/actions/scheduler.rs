@@ -31,7 +31,10 @@ pub struct SchedulerConfig {
     pub enabled: bool,
     /// Runs in flight at once, over all tenants (default 64).
     pub concurrency: usize,
-    /// Runs in flight at once per tenant (default 16).
+    /// Runs in flight at once per tenant (default 16). A tenant may go past
+    /// it while the others leave slots idle, as long as `per_tenant` slots
+    /// stay free for them: a backlog uses the capacity nobody else wants,
+    /// and another tenant's due action still finds a slot at once.
     pub per_tenant: usize,
     /// Attempts per action before a retryable failure is final (default 5).
     pub max_attempts: u32,
@@ -156,13 +159,12 @@ impl Actions {
         let scheduler = Actor::System {
             name: "scheduler".into(),
         };
-        // Claims are made in a batch and flushed once, before any of them
+        // Claims are made in a batch and committed once, before any of them
         // starts: the claim is on disk before its plugin runs, without an
         // fsync per action on the scheduler's path.
         let mut batch = Vec::new();
-        let next = self.claim_batch(global, now, &scheduler, &mut batch);
+        let next = self.claim_batch(global, now, &scheduler, &mut batch).await;
         if !batch.is_empty() {
-            self.records().durable().await?;
             for (claimed, permit, slot) in batch {
                 let this = self.clone();
                 let actor = scheduler.clone();
@@ -175,9 +177,9 @@ impl Actions {
         next
     }
 
-    /// Claims (unflushed, in one transaction) what may start now, into
+    /// Claims (durably, in one transaction) what may start now, into
     /// `batch`; returns the next due time still in the future, if it saw one.
-    fn claim_batch(
+    async fn claim_batch(
         &self,
         global: &Arc<tokio::sync::Semaphore>,
         now: u64,
@@ -190,7 +192,7 @@ impl Actions {
         if ids.is_empty() {
             return Ok(next);
         }
-        let claimed = self.claim_due_batch(&ids, scheduler)?;
+        let claimed = self.claim_due_batch(ids, scheduler).await?;
         for (result, (permit, slot)) in claimed.into_iter().zip(held) {
             match result {
                 Ok(action) => batch.push((action, permit, slot)),
@@ -234,7 +236,7 @@ impl Actions {
                     // At the global cap: a finishing run wakes us.
                     return Ok(None);
                 };
-                let Some(slot) = self.tenant_slot(tenant) else {
+                let Some(slot) = self.tenant_slot(tenant, global.available_permits()) else {
                     continue;
                 };
                 ids.push(id);
@@ -249,15 +251,16 @@ impl Actions {
 }
 
 impl Actions {
-    /// One of the tenant's run slots, if it has one free.
-    fn tenant_slot(&self, tenant: &str) -> Option<TenantSlot> {
+    /// One of the tenant's run slots, if it may start one more run while
+    /// `free` global slots would be left (see [`may_start`]).
+    fn tenant_slot(&self, tenant: &str, free: usize) -> Option<TenantSlot> {
         let mut per_tenant = self
             .inner
             .per_tenant
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let running = per_tenant.entry(tenant.to_owned()).or_default();
-        if *running >= self.config().per_tenant {
+        if !may_start(*running, free, self.config().per_tenant) {
             return None;
         }
         *running += 1;
@@ -266,6 +269,13 @@ impl Actions {
             tenant: tenant.to_owned(),
         })
     }
+}
+
+/// Whether a tenant with `running` runs in flight may start one more,
+/// leaving `free` global slots: below its cap always, past it only while
+/// `cap` slots stay free for the other tenants.
+fn may_start(running: usize, free: usize, cap: usize) -> bool {
+    running < cap || free >= cap
 }
 
 /// A tenant's running count, given back when the run ends; also wakes the
@@ -314,6 +324,28 @@ mod tests {
             assert!(capped >= Duration::from_millis(500) && capped <= Duration::from_millis(1000));
             assert!(config.backoff(1, Some(5000)) >= Duration::from_millis(5000));
         }
+    }
+
+    #[test]
+    fn a_tenant_borrows_idle_slots_but_always_leaves_its_cap_free_for_others() {
+        // Global 64, per tenant 16: alone, a tenant grows to 48 runs.
+        let (global, cap) = (64, 16);
+        let mut running = 0;
+        while may_start(running, global - running - 1, cap) {
+            running += 1;
+        }
+        assert_eq!(running, global - cap);
+        // Another tenant then finds its whole cap free, and starts it all.
+        let free = global - running;
+        let mut other = 0;
+        while other < free && may_start(other, free - other - 1, cap) {
+            other += 1;
+        }
+        assert_eq!(other, cap);
+        // The first cannot borrow again until the second's slots free up.
+        assert!(!may_start(running, 0, cap));
+        // Below its cap a tenant always may start, however full the rest.
+        assert!(may_start(cap - 1, 0, cap));
     }
 
     #[test]
