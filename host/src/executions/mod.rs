@@ -472,17 +472,6 @@ impl Pipeline {
         Ok(record)
     }
 
-    /// [`Pipeline::run`] without the flush: the caller makes the record
-    /// durable (with writes of its own) before anyone hears of it.
-    pub async fn run_unflushed(
-        &self,
-        prepared: Prepared,
-    ) -> Result<ExecutionRecord, PipelineError> {
-        let record = self.run_unstored(prepared).await;
-        self.records.put(&record)?;
-        Ok(record)
-    }
-
     /// Runs the plugin and returns the execution's record without storing
     /// it: the caller writes it in a transaction of its own (the action's
     /// outcome goes in the same one), so one write serves both.

@@ -33,7 +33,7 @@ pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The trees (keyspaces) of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tree {
     /// Records, keyed `collection/id`.
     Records,

@@ -207,12 +207,7 @@ impl Committer {
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(|| (commit.body)(&staged)));
                 match ran {
                     Ok(Ok(())) => {
-                        staged.apply().map_err(|TxError(kind)| match kind {
-                            TxErrorKind::Storage(Unabortable(err)) => err,
-                            TxErrorKind::Abort(err) => UnabortableTransactionError::Storage(
-                                sled::Error::ReportableBug(err.to_string()),
-                            ),
-                        })?;
+                        staged.apply()?;
                         results.push(Ok(()));
                     }
                     Ok(Err(TxError(TxErrorKind::Abort(err)))) => results.push(Err(err)),
@@ -252,26 +247,41 @@ impl Committer {
 /// and this commit's own writes; its writes reach the transaction only if
 /// the body succeeds.
 struct Staged<'a> {
-    tx: &'a dyn Tx,
-    /// Each key's last write: a value, or `None` for a removal.
-    writes: RefCell<BTreeMap<StagedKey, Option<Vec<u8>>>>,
+    tx: &'a SledTx<'a>,
+    /// Each tree's writes, in the order of [`TREES`].
+    writes: RefCell<[Writes; 3]>,
 }
 
-type StagedKey = (Tree, Vec<u8>);
+/// A tree's last write per key: a value, or `None` for a removal.
+type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The trees in the order of [`Staged::writes`].
+const TREES: [Tree; 3] = [Tree::Records, Tree::Indexes, Tree::Meta];
+
+fn slot(tree: Tree) -> usize {
+    match tree {
+        Tree::Records => 0,
+        Tree::Indexes => 1,
+        Tree::Meta => 2,
+    }
+}
 
 impl<'a> Staged<'a> {
-    fn new(tx: &'a dyn Tx) -> Self {
+    fn new(tx: &'a SledTx<'a>) -> Self {
         Self {
             tx,
-            writes: RefCell::new(BTreeMap::new()),
+            writes: RefCell::default(),
         }
     }
 
-    fn apply(self) -> Result<(), TxError> {
-        for ((tree, key), value) in self.writes.into_inner() {
-            match value {
-                Some(value) => self.tx.insert(tree, &key, &value)?,
-                None => self.tx.remove(tree, &key)?,
+    fn apply(self) -> Result<(), UnabortableTransactionError> {
+        for (tree, writes) in TREES.into_iter().zip(self.writes.into_inner()) {
+            let tree = self.tx.tree(tree);
+            for (key, value) in writes {
+                match value {
+                    Some(value) => drop(tree.insert(key, value)?),
+                    None => drop(tree.remove(key)?),
+                }
             }
         }
         Ok(())
@@ -280,21 +290,19 @@ impl<'a> Staged<'a> {
 
 impl Tx for Staged<'_> {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
-        if let Some(value) = self.writes.borrow().get(&(tree, key.to_vec())) {
+        if let Some(value) = self.writes.borrow()[slot(tree)].get(key) {
             return Ok(value.clone());
         }
         self.tx.get(tree, key)
     }
 
     fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError> {
-        self.writes
-            .borrow_mut()
-            .insert((tree, key.to_vec()), Some(value.to_vec()));
+        self.writes.borrow_mut()[slot(tree)].insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
 
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxError> {
-        self.writes.borrow_mut().insert((tree, key.to_vec()), None);
+        self.writes.borrow_mut()[slot(tree)].insert(key.to_vec(), None);
         Ok(())
     }
 }
