@@ -313,3 +313,118 @@ async fn ten_megabytes_of_log_are_truncated_at_the_cap() {
     );
     sandbox.still_serves().await;
 }
+
+/// A loopback HTTP peer that answers every request `200 ok` and keeps each
+/// request's head (request line and headers).
+struct Recorder {
+    port: u16,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start() -> Self {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                seen.lock()
+                    .expect("heads")
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Self { port, heads }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/probe", self.port)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("heads").clone()
+    }
+}
+
+#[tokio::test]
+async fn validate_has_no_network_and_no_credentials_even_in_the_instance_that_executes() {
+    let sandbox = Sandbox::new(Limits::default(), true, &["http://127.0.0.1:*"]).await;
+    let peer = Recorder::start();
+    let params = json!({ "url": peer.url() });
+    let token = "tok_validate_probe_5f1c9e";
+    let grant = || {
+        let credentials: Credentials =
+            serde_json::from_value(json!({ "type": "bearer", "token": token })).expect("bearer");
+        Arc::new(credentials.into())
+    };
+
+    // The pipeline's path: validate keeps its instance, execute runs in it.
+    let kept = sandbox
+        .hostile
+        .validate_keeping("fetch_from_validate", &params)
+        .await
+        .expect("validate does not fault")
+        .expect("the params are valid");
+    assert!(
+        kept.is_some(),
+        "a plugin on the newest WIT keeps its instance"
+    );
+    let execution = sandbox
+        .hostile
+        .execute_in(
+            request("fetch_from_validate", params.clone()),
+            grant(),
+            kept,
+        )
+        .await
+        .expect("execute does not fault");
+    let output = execution.outcome.expect("execute succeeds");
+    let saw = output["validate_saw"]
+        .as_str()
+        .expect("execute ran in the instance that validated");
+    assert!(
+        saw.starts_with("refused"),
+        "validate reached the network: {saw}"
+    );
+    assert_eq!(output["status"], 200, "{output}");
+    let heads = peer.heads();
+    assert_eq!(
+        heads.len(),
+        1,
+        "only execute's request reaches the peer: {heads:?}"
+    );
+    assert!(
+        heads[0]
+            .to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {token}")),
+        "execute's request carries the credentials: {}",
+        heads[0]
+    );
+    // Nothing of validate's run is in the execution's log.
+    assert!(
+        !execution.log.tail(50).contains("allow-list"),
+        "{}",
+        execution.log.tail(50)
+    );
+
+    // Without a kept instance, execute runs in a fresh one that never validated.
+    let execution = sandbox
+        .hostile
+        .execute(request("fetch_from_validate", params), grant())
+        .await
+        .expect("execute does not fault");
+    let output = execution.outcome.expect("execute succeeds");
+    assert_eq!(output["validate_saw"], Value::Null, "{output}");
+    assert_eq!(peer.heads().len(), 2);
+    sandbox.still_serves().await;
+}

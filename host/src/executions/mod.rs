@@ -17,7 +17,7 @@ use crate::identity::{new_id, now};
 use crate::registry::{PluginRegistry, ResolveError};
 use crate::runtime::{
     AccountInfo, AuthScheme, ExecuteError, ExecuteRequest, ExecutionLog, FieldError, Grant,
-    OutboundCall, Plugin,
+    OutboundCall, Plugin, ValidatedInstance,
 };
 use crate::store::{IndexEntry, Record, Records, StoreError};
 
@@ -298,6 +298,9 @@ pub struct Prepared {
     inline: bool,
     inline_metadata: Option<serde_json::Value>,
     command: ExecuteCommand,
+    /// The instance whose `validate` accepted the params, which `execute`
+    /// then runs in: one instantiation per execution instead of two.
+    validated: Option<ValidatedInstance>,
 }
 
 /// The one execution pipeline.
@@ -357,6 +360,7 @@ impl Pipeline {
             info.auth_schemes.is_empty() || info.auth_schemes.contains(&AuthScheme::None);
         let idempotent = info.idempotent;
         let mut unmet = Vec::new();
+        let mut validated = None;
 
         // 1. The account, in SPEC.md's order, unless the request brings its own credentials.
         let mut command = command;
@@ -407,8 +411,11 @@ impl Pipeline {
         // 2. The params: schema, then the plugin's own rules.
         match plugin.check_params(&command.action_type, &command.params) {
             Err(fields) => unmet.push(PipelineError::InvalidParams(fields)),
-            Ok(()) => match plugin.validate(&command.action_type, &command.params).await {
-                Ok(Ok(())) => {}
+            Ok(()) => match plugin
+                .validate_keeping(&command.action_type, &command.params)
+                .await
+            {
+                Ok(Ok(kept)) => validated = kept,
                 Ok(Err(fields)) => unmet.push(PipelineError::InvalidParams(fields)),
                 Err(fault) => unmet.push(PipelineError::ValidateFault(fault.kind.to_string())),
             },
@@ -438,6 +445,7 @@ impl Pipeline {
             inline,
             inline_metadata,
             command,
+            validated,
         })
     }
 
@@ -484,6 +492,7 @@ impl Pipeline {
             inline,
             inline_metadata,
             command,
+            validated,
         } = prepared;
         let manifest = plugin.manifest();
         let id = command
@@ -524,7 +533,7 @@ impl Pipeline {
             // reused instances; credentials given inline never do.
             reuse_key: account.as_ref().filter(|_| !inline).map(|a| a.id.clone()),
         };
-        let result = plugin.execute(request, Arc::new(grant)).await;
+        let result = plugin.execute_in(request, Arc::new(grant), validated).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, output, mut error, log): (_, _, _, ExecutionLog) = match result {
             Ok(execution) => match execution.outcome {

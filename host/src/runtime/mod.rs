@@ -69,7 +69,7 @@ pub use credentials::{Credentials, Grant, SmtpServer, SmtpTls, TokenFuture, Toke
 pub use engine::Allocator;
 pub use log::{ExecutionLog, LogLevel, LogLine, LogSource, OutboundCall};
 pub use outbound::{FetchError, Responder, fetch, is_public};
-pub use plugin::{Execution, FaultKind, LoadError, Plugin, PluginFault};
+pub use plugin::{Execution, FaultKind, LoadError, Plugin, PluginFault, ValidatedInstance};
 pub use pool::ReuseStats;
 pub use types::{
     AccountInfo, ActionTypeInfo, AuthScheme, ExecuteError, ExecuteRequest, FieldError, HostRule,

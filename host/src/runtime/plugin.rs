@@ -236,7 +236,8 @@ pub struct Execution {
     pub outcome: Result<serde_json::Value, ExecuteError>,
     /// The log.
     pub log: ExecutionLog,
-    /// Wall-clock time of the call, instantiation included.
+    /// Wall-clock time of the call, instantiation included when it was not
+    /// done by `validate` (see [`Plugin::validate_keeping`]).
     pub duration: Duration,
 }
 
@@ -682,13 +683,68 @@ async fn run(
     // first when both apply.
     let outcome = tokio::time::timeout(limits.deadline + EPOCH_TICK, call_future).await;
     let state = store.data();
-    let result = match outcome {
+    (settle(outcome, state, limits), state.log.finish())
+}
+
+/// A call's result: its value, or the fault that ended it (the deadline, when
+/// the timeout fired first).
+fn settle<T>(
+    outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    state: &HostState,
+    limits: &Limits,
+) -> Result<T, FaultKind> {
+    match outcome {
         Err(_elapsed) => Err(FaultKind::Deadline {
             limit: limits.deadline,
         }),
-        Ok(Ok(reply)) => Ok(reply),
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(classify(&err, state, limits)),
-    };
+    }
+}
+
+/// An instance whose `validate` accepted an execution's params, kept so the
+/// same execution's `execute` runs in it rather than in a second instance
+/// (see [`Plugin::validate_keeping`]). It was validated with no credentials
+/// and no network; `execute` lends them only once `validate` has returned.
+pub struct ValidatedInstance {
+    store: Store<HostState>,
+    executor: v0_1_2::Executor,
+}
+
+impl fmt::Debug for ValidatedInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatedInstance").finish_non_exhaustive()
+    }
+}
+
+/// `execute` in the instance that validated the params: its state readied
+/// as a reused instance's is (a new log, limiter, outbound budget and this
+/// execution's credentials), then one call.
+async fn run_validated(
+    inner: &PluginInner,
+    kept: ValidatedInstance,
+    grant: Arc<Grant>,
+    request: wit::ExecuteRequest,
+) -> (Result<Reply, FaultKind>, ExecutionLog) {
+    let (runtime, limits) = (&*inner.runtime, &inner.limits);
+    let ValidatedInstance {
+        mut store,
+        executor,
+    } = kept;
+    let policy = outbound_policy(
+        runtime,
+        limits,
+        inner.rules.clone(),
+        inner.responder.clone(),
+    );
+    store.data_mut().prepare(limits, policy, grant);
+    if let Err(fault) = arm(&mut store, runtime, limits) {
+        return (Err(fault), store.data().log.finish());
+    }
+    let call = executor.call_execute(&mut store, &request);
+    let outcome = tokio::time::timeout(limits.deadline + EPOCH_TICK, call).await;
+    let state = store.data();
+    let result = settle(outcome, state, limits).map(Reply::Execute);
     (result, state.log.finish())
 }
 
@@ -870,6 +926,64 @@ impl Plugin {
         action_type: &str,
         params: &serde_json::Value,
     ) -> Result<Result<(), Vec<FieldError>>, PluginFault> {
+        Ok(self.validate_keeping(action_type, params).await?.map(drop))
+    }
+
+    /// [`Self::validate`], keeping the instance when it accepted the params,
+    /// so that [`Self::execute_in`] need not instantiate the plugin again.
+    ///
+    /// Only a plugin on the newest WIT version is kept, and not one that hit
+    /// its memory or table cap while validating; `None` otherwise. Like every
+    /// `validate`, the call has no credentials and an empty allow-list.
+    pub async fn validate_keeping(
+        &self,
+        action_type: &str,
+        params: &serde_json::Value,
+    ) -> Result<Result<Option<ValidatedInstance>, Vec<FieldError>>, PluginFault> {
+        let inner = &self.inner;
+        let Pre::V0_1_2(pre) = &inner.pre else {
+            return Ok(self
+                .validate_isolated(action_type, params)
+                .await?
+                .map(|()| None));
+        };
+        let (runtime, limits) = (&*inner.runtime, &inner.limits);
+        let closed = outbound_policy(runtime, limits, Arc::from(Vec::new()), None);
+        let grant = Arc::new(Grant::from(Credentials::None));
+        let mut store = new_store(limits, runtime, closed, grant);
+        if let Err(kind) = arm(&mut store, runtime, limits) {
+            let log = store.data().log.finish();
+            return Err(PluginFault { kind, log });
+        }
+        let params = params.to_string();
+        let call = async {
+            let executor = pre.instantiate_async(&mut store).await?;
+            let verdict = executor
+                .call_validate(&mut store, action_type, &params)
+                .await?;
+            wasmtime::Result::Ok((executor, verdict))
+        };
+        let outcome = tokio::time::timeout(limits.deadline + EPOCH_TICK, call).await;
+        match settle(outcome, store.data(), limits) {
+            Ok((executor, Ok(()))) => {
+                let kept =
+                    (!store.data().hit_limit()).then_some(ValidatedInstance { store, executor });
+                Ok(Ok(kept))
+            }
+            Ok((_, Err(errors))) => Ok(Err(errors.into_iter().map(Into::into).collect())),
+            Err(kind) => Err(PluginFault {
+                kind,
+                log: store.data().log.finish(),
+            }),
+        }
+    }
+
+    /// `validate` in an instance of its own, dropped afterwards.
+    async fn validate_isolated(
+        &self,
+        action_type: &str,
+        params: &serde_json::Value,
+    ) -> Result<Result<(), Vec<FieldError>>, PluginFault> {
         let call = Call::Validate {
             action_type: action_type.to_owned(),
             params: params.to_string(),
@@ -890,6 +1004,18 @@ impl Plugin {
         &self,
         request: ExecuteRequest,
         grant: Arc<Grant>,
+    ) -> Result<Execution, PluginFault> {
+        self.execute_in(request, grant, None).await
+    }
+
+    /// [`Self::execute`], in the instance that validated the params when
+    /// there is one. An execution that reuses an account's instance runs in
+    /// that one instead and drops `validated`.
+    pub async fn execute_in(
+        &self,
+        request: ExecuteRequest,
+        grant: Arc<Grant>,
+        validated: Option<ValidatedInstance>,
     ) -> Result<Execution, PluginFault> {
         let started = Instant::now();
         let inner = &self.inner;
@@ -916,11 +1042,14 @@ impl Plugin {
             (Some(pool), Pre::V0_1_2(pre), Some(account)) => Some((pool, pre, account)),
             _ => None,
         };
-        let (reply, log) = match (reusable, call) {
-            (Some((pool, pre, account)), Call::Execute(request)) => {
+        let (reply, log) = match (reusable, validated, call) {
+            (Some((pool, pre, account)), _, Call::Execute(request)) => {
                 run_reused(inner, pool, pre, &account, grant, request).await
             }
-            (_, call) => {
+            (None, Some(kept), Call::Execute(request)) => {
+                run_validated(inner, kept, grant, request).await
+            }
+            (_, _, call) => {
                 run(
                     &inner.runtime,
                     &inner.pre,
