@@ -232,9 +232,16 @@ impl Server {
 
     /// Stops the server (unless already stopped or killed) and starts it
     /// again on the same data directory.
-    pub fn restart(mut self) -> Self {
+    pub fn restart(self) -> Self {
+        self.restart_with(|_| {})
+    }
+
+    /// [`Self::restart`] with `change` made to the options first (extra
+    /// environment, say).
+    pub fn restart_with(mut self, change: impl FnOnce(&mut Options)) -> Self {
         self.stop();
         let mut options = self.options.clone();
+        change(&mut options);
         options.data_dir = Some(self.data_dir.clone());
         let bodies = self.bodies.clone();
         let mut server = Self::launch(options, self._temp.clone());

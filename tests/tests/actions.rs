@@ -1060,3 +1060,83 @@ fn the_actions_cli_lists_shows_approves_rejects_and_cancels_on_a_running_server(
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("401"));
 }
+
+#[test]
+fn a_tenant_with_a_deep_backlog_does_not_starve_another_tenants_due_action() {
+    // Tenant A's backlog is created with the scheduler off, so it is all due
+    // before tenant B's one action.
+    let server = Server::start_with(no_scheduler());
+    let other = server.post(
+        "/v1/tenants",
+        &json!({ "name": "quiet", "admin_email": "ops@quiet.example" }),
+    );
+    assert_eq!(other.status, 201, "{}", other.text);
+    let other_key = other.json["key"].as_str().expect("tenant key").to_owned();
+    const BACKLOG: usize = 3_000;
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let server = &server;
+            scope.spawn(move || {
+                for n in (worker..BACKLOG).step_by(4) {
+                    create(
+                        server,
+                        &json!({ "type": "noop", "params": { "echo": n.to_string() }, "identity_id": "loud" }),
+                    );
+                }
+            });
+        }
+    });
+    let quiet = server.call(
+        "POST",
+        "/v1/actions",
+        Some(&other_key),
+        Some(&json!({ "type": "noop", "params": { "echo": "quiet" }, "identity_id": "quiet" })),
+    );
+    assert_eq!(quiet.status, 200, "{}", quiet.text);
+    let quiet_id = quiet.json["action_id"].as_str().expect("id").to_owned();
+
+    // Two slots, one per tenant: A drains its backlog one action at a time.
+    let server = server.restart_with(|options| {
+        options.env = vec![
+            ("ACTIONHOST_SCHEDULER__CONCURRENCY".into(), "2".into()),
+            ("ACTIONHOST_SCHEDULER__PER_TENANT".into(), "1".into()),
+        ];
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = server.call(
+            "GET",
+            &format!("/v1/actions/{quiet_id}"),
+            Some(&other_key),
+            None,
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        if answer.json["action"]["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's action never ran: {}",
+            answer.text
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // B's action ran while most of A's backlog was still waiting: it did not
+    // queue behind it (it would have had to wait for all but the last page
+    // of it before).
+    let waiting = server.get("/v1/actions?status=scheduled&limit=1");
+    assert_eq!(waiting.status, 200, "{}", waiting.text);
+    let waiting = waiting.json["pagination"]["total_items"]
+        .as_u64()
+        .expect("total_items");
+    assert!(
+        waiting > (BACKLOG as u64) / 2,
+        "B's action waited for A's backlog: only {waiting} of {BACKLOG} were left"
+    );
+    let done = server.get("/v1/actions?status=succeeded&limit=1");
+    assert!(
+        done.json["pagination"]["total_items"].as_u64() > Some(0),
+        "A's backlog is draining too: {}",
+        done.text
+    );
+}

@@ -1,6 +1,8 @@
 //! The scheduler inside the server: runs due `scheduled` actions by
-//! themselves, earliest due first, from the time-ordered `actions_due`
-//! index, under a global and a per-tenant concurrency cap.
+//! themselves under a global and a per-tenant concurrency cap. Tenants with
+//! due actions take turns (`actions_due_by_tenant`); each tenant's run
+//! earliest due first. The time-ordered `actions_due` index gives the next
+//! due time to sleep until.
 //!
 //! It sleeps until the earliest due time (or `poll_interval`, whichever is
 //! sooner) and is woken early whenever an action becomes due sooner or a
@@ -14,10 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{ActionError, Actions, Actor, epoch_ms};
 
-/// How many due entries one page of a pass reads.
+/// How many due entries one page of a tenant's turn reads.
 const PASS: usize = 256;
-/// How many pages one pass reads at most.
-const PAGES: usize = 4;
+/// How many tenants one pass visits at most; the next pass goes on from
+/// the tenant after the last one visited.
+const TENANTS_PER_PASS: usize = 64;
 /// The shortest gap between passes: finishing runs wake the scheduler, and
 /// a burst of them is served by one pass, not one pass each.
 const MIN_GAP: Duration = Duration::from_millis(2);
@@ -112,6 +115,8 @@ impl Actions {
         }
         let global = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
         let mut last_sweep = std::time::Instant::now();
+        // Where the next pass's round of the tenants starts.
+        let mut cursor = String::new();
         tracing::info!(
             concurrency = config.concurrency,
             per_tenant = config.per_tenant,
@@ -121,7 +126,7 @@ impl Actions {
             if *stop.borrow() {
                 break;
             }
-            let next_due = match self.pass(&global).await {
+            let next_due = match self.pass(&global, &mut cursor).await {
                 Ok(next) => next,
                 Err(err) => {
                     tracing::error!(%err, "scheduler pass failed; retrying shortly");
@@ -152,9 +157,13 @@ impl Actions {
         tracing::info!("scheduler stopped");
     }
 
-    /// One look at the head of the due index: claims and starts what it
-    /// may. Returns the next due time it saw that is still in the future.
-    async fn pass(&self, global: &Arc<tokio::sync::Semaphore>) -> Result<Option<u64>, ActionError> {
+    /// One round of the tenants with due actions: claims and starts what it
+    /// may. Returns the next due time still in the future.
+    async fn pass(
+        &self,
+        global: &Arc<tokio::sync::Semaphore>,
+        cursor: &mut String,
+    ) -> Result<Option<u64>, ActionError> {
         let now = epoch_ms(SystemTime::now());
         let scheduler = Actor::System {
             name: "scheduler".into(),
@@ -163,7 +172,9 @@ impl Actions {
         // starts: the claim is on disk before its plugin runs, without an
         // fsync per action on the scheduler's path.
         let mut batch = Vec::new();
-        let next = self.claim_batch(global, now, &scheduler, &mut batch).await;
+        let next = self
+            .claim_batch(global, now, cursor, &scheduler, &mut batch)
+            .await;
         if !batch.is_empty() {
             for (claimed, permit, slot) in batch {
                 let this = self.clone();
@@ -183,12 +194,13 @@ impl Actions {
         &self,
         global: &Arc<tokio::sync::Semaphore>,
         now: u64,
+        cursor: &mut String,
         scheduler: &Actor,
         batch: &mut Vec<(super::Action, tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
     ) -> Result<Option<u64>, ActionError> {
         let mut ids = Vec::new();
         let mut held = Vec::new();
-        let next = self.pick_due(global, now, &mut ids, &mut held)?;
+        let next = self.pick_due(global, now, cursor, &mut ids, &mut held)?;
         if ids.is_empty() {
             return Ok(next);
         }
@@ -207,47 +219,107 @@ impl Actions {
 
     /// The due actions that may start now, with a global permit and a
     /// tenant slot held for each; returns the next due time still in the
-    /// future, if it saw one.
+    /// future, if there is one.
+    ///
+    /// Tenants take turns: the pass visits the tenants with scheduled
+    /// actions in `actions_due_by_tenant`, from `cursor` (just past the last
+    /// tenant the previous pass served) round to where it started, and each
+    /// takes its due actions, earliest first, while its slots allow. However
+    /// deep one tenant's backlog, another's due action waits for at most one
+    /// turn, and the pass reads one index entry per tenant visited, not the
+    /// backlog of the tenants at their cap.
     fn pick_due(
         &self,
         global: &Arc<tokio::sync::Semaphore>,
         now: u64,
+        cursor: &mut String,
         ids: &mut Vec<String>,
         held: &mut Vec<(tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
     ) -> Result<Option<u64>, ActionError> {
-        // Page on past tenants at their cap, so their backlog never hides
-        // another tenant's due actions.
-        let mut from = String::new();
-        for _page in 0..PAGES {
-            let due = self.records().scan_index("actions_due", &from, PASS)?;
-            let full = due.len() == PASS;
-            for (value, id) in due {
-                from = format!("{value}\0{id}\0");
-                let Some((due_ms, tenant)) = value
-                    .split_once('\0')
-                    .and_then(|(due, tenant)| Some((due.parse::<u64>().ok()?, tenant)))
-                else {
-                    continue;
-                };
-                if due_ms > now {
-                    return Ok(Some(due_ms));
+        let next = self
+            .records()
+            .scan_index("actions_due", &format!("{:013}", now + 1), 1)?
+            .into_iter()
+            .find_map(|(value, _)| value.split_once('\0')?.0.parse::<u64>().ok());
+        let start = cursor.clone();
+        let mut from = start.clone();
+        let mut wrapped = start.is_empty();
+        for _visit in 0..TENANTS_PER_PASS {
+            if global.available_permits() == 0 {
+                break;
+            }
+            let first = self
+                .records()
+                .scan_index("actions_due_by_tenant", &from, 1)?
+                .into_iter()
+                .next();
+            let Some((value, _)) = first else {
+                if wrapped {
+                    break;
                 }
+                // Past the last tenant: once round to the first.
+                wrapped = true;
+                from.clear();
+                continue;
+            };
+            let tenant = value.split_once('\0').map_or(value.as_str(), |(t, _)| t);
+            if wrapped && !start.is_empty() && tenant >= start.as_str() {
+                break;
+            }
+            self.pick_tenant(global, now, tenant, ids, held)?;
+            from = after_tenant(tenant);
+            cursor.clone_from(&from);
+        }
+        Ok(next)
+    }
+
+    /// One tenant's turn in [`Self::pick_due`]: its due actions, earliest
+    /// first, while a global permit and one of its slots are to be had.
+    fn pick_tenant(
+        &self,
+        global: &Arc<tokio::sync::Semaphore>,
+        now: u64,
+        tenant: &str,
+        ids: &mut Vec<String>,
+        held: &mut Vec<(tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
+    ) -> Result<(), ActionError> {
+        let prefix = format!("{tenant}\0");
+        let mut from = prefix.clone();
+        loop {
+            let page = self
+                .records()
+                .scan_index("actions_due_by_tenant", &from, PASS)?;
+            let full = page.len() == PASS;
+            for (value, id) in page {
+                let due = value
+                    .strip_prefix(&prefix)
+                    .and_then(|ms| ms.parse::<u64>().ok());
+                // Past this tenant's entries, or not due yet.
+                if due.is_none_or(|due| due > now) {
+                    return Ok(());
+                }
+                from = format!("{value}\0{id}\0");
                 let Ok(permit) = global.clone().try_acquire_owned() else {
                     // At the global cap: a finishing run wakes us.
-                    return Ok(None);
+                    return Ok(());
                 };
                 let Some(slot) = self.tenant_slot(tenant, global.available_permits()) else {
-                    continue;
+                    return Ok(());
                 };
                 ids.push(id);
                 held.push((permit, slot));
             }
             if !full {
-                break;
+                return Ok(());
             }
         }
-        Ok(None)
     }
+}
+
+/// The first `actions_due_by_tenant` value past every entry of `tenant`
+/// (its entries are `tenant\0due`, and `\x01` sorts right after `\0`).
+fn after_tenant(tenant: &str) -> String {
+    format!("{tenant}\x01")
 }
 
 impl Actions {
