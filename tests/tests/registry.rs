@@ -731,3 +731,55 @@ fn concurrent_uploads_install_once_and_a_removed_version_comes_back_enabled() {
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(again.json["state"], "active", "{}", again.text);
 }
+
+#[test]
+fn with_an_upload_allow_list_only_listed_components_install() {
+    let v2 = read(&fixture("fixture-versioned-v2"));
+    let listed = hex::encode(Sha256::digest(&v2));
+    let other = read(&fixture("fixture-noop"));
+    let unlisted = hex::encode(Sha256::digest(&other));
+    let server = Server::start_with(Options {
+        env: vec![(
+            "ACTIONHOST_ALLOWED_PLUGIN_SHA256".into(),
+            format!("[\"{}\"]", listed.to_ascii_uppercase()),
+        )],
+        ..versioned_only()
+    });
+
+    let refused = upload(&server, other, "");
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(refused.json["errorCode"], "forbidden", "{}", refused.text);
+    let message = refused.json["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&unlisted) && message.contains("allowed_plugin_sha256"),
+        "the refusal names the hash and the setting: {message}"
+    );
+    assert!(
+        action_type(&server, "noop").is_none(),
+        "nothing of the refused upload is served"
+    );
+    assert!(
+        plugins(&server).iter().all(|p| p["source"] != "upload"),
+        "nothing of the refused upload is installed"
+    );
+
+    let installed = upload(&server, v2, "");
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    assert_eq!(installed.json["sha256"], listed.as_str());
+}
+
+#[test]
+fn a_malformed_upload_allow_list_stops_the_server_naming_the_entry() {
+    let output = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tempfile::tempdir().expect("temp dir").path())
+        .env("ACTIONHOST_ALLOWED_PLUGIN_SHA256", "[\"not-a-hash\"]")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("allowed_plugin_sha256[0]") && stderr.contains("not-a-hash"),
+        "{stderr}"
+    );
+}

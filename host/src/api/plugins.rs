@@ -60,6 +60,9 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
             }
             RegistryError::Checksum { .. } => ApiError::invalid(err.to_string()),
+            RegistryError::NotAllowed { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
+            }
             RegistryError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
             }
@@ -112,6 +115,7 @@ pub async fn plugins_list(
     responses(
         (status = 201, body = PluginInfo, description = "installed"),
         (status = 200, body = PluginInfo, description = "the same component was already installed"),
+        (status = 403, body = super::ErrorBody, description = "the key lacks plugins:write, or the operator's allowed_plugin_sha256 does not list the component"),
         (status = 409, body = super::ErrorBody, description = "another plugin provides one of its action types, or this version exists with other contents"),
         (status = 413, body = super::ErrorBody),
         (status = 422, body = super::ErrorBody, description = "not a loadable component; the reason says why")

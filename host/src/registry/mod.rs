@@ -211,6 +211,15 @@ pub enum RegistryError {
     /// change does not apply to that source.
     #[error("{0}")]
     Conflict(String),
+    /// The operator allows only listed components to be uploaded
+    /// (`allowed_plugin_sha256`), and this one is not listed.
+    #[error(
+        "the upload's sha256 {actual} is not in the server's allowed_plugin_sha256; nothing was installed (ask the operator to add it)"
+    )]
+    NotAllowed {
+        /// What arrived.
+        actual: String,
+    },
     /// The expected SHA-256 does not match the upload.
     #[error("the upload's sha256 is {actual}, not the expected {expected}; nothing was installed")]
     Checksum {
@@ -276,6 +285,8 @@ struct Inner {
     /// `name@version` of disabled versions, persisted in `uploads/state.json`.
     disabled: Mutex<BTreeSet<String>>,
     ready: AtomicBool,
+    /// The SHA-256s an upload may have (lowercase hex); empty: any.
+    allowed_uploads: BTreeSet<String>,
 }
 
 fn key_of(name: &str, version: &semver::Version) -> String {
@@ -305,6 +316,7 @@ impl PluginRegistry {
         folder: PathBuf,
         uploads: PathBuf,
         extra_hosts: Vec<HostRule>,
+        allowed_uploads: BTreeSet<String>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&uploads)?;
         let disabled = match std::fs::read(uploads.join("state.json")) {
@@ -335,6 +347,7 @@ impl PluginRegistry {
                 uploads_lock: tokio::sync::Mutex::new(()),
                 disabled: Mutex::new(disabled),
                 ready: AtomicBool::new(false),
+                allowed_uploads,
             }),
         })
     }
@@ -678,8 +691,9 @@ impl PluginRegistry {
         Ok((value, next))
     }
 
-    /// Installs an uploaded component: checks the expected hash, compiles,
-    /// admits, and keeps the file in the data dir. Installing the exact same
+    /// Installs an uploaded component: checks the operator's allow-list and
+    /// the expected hash, compiles, admits, and keeps the file in the data
+    /// dir. Installing the exact same
     /// component again is not an error (`Ok((info, false))`). Uploads and
     /// removals run one at a time, and not before the start-up load is done.
     pub async fn install(
@@ -691,6 +705,10 @@ impl PluginRegistry {
             return Err(RegistryError::Loading);
         }
         let actual = crate::runtime::sha256_hex(&bytes);
+        let allowed = &self.inner.allowed_uploads;
+        if !allowed.is_empty() && !allowed.contains(&actual) {
+            return Err(RegistryError::NotAllowed { actual });
+        }
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&actual)
         {

@@ -66,6 +66,10 @@ pub struct ServeConfig {
     /// Outbound destinations every plugin may reach beyond its manifest,
     /// such as `https://eu.api.example.com` (or `http://127.0.0.1:*` in tests).
     pub extra_hosts: Vec<String>,
+    /// When not empty, a plugin upload (`POST /api/v1/plugins`) is refused
+    /// unless its SHA-256 (lowercase hex) is listed here. The plugins folder
+    /// is the operator's own and is not checked.
+    pub allowed_plugin_sha256: Vec<String>,
     /// Default sandbox limits of plugins.
     pub limits: Limits,
     /// Instance reuse for plugins that opt in (`[reuse]`: `enabled`,
@@ -91,6 +95,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("log_format", &self.log_format)
             .field("allow_private_network", &self.allow_private_network)
             .field("extra_hosts", &self.extra_hosts)
+            .field("allowed_plugin_sha256", &self.allowed_plugin_sha256)
             .field("scheduler", &self.scheduler)
             .finish_non_exhaustive()
     }
@@ -114,6 +119,7 @@ impl Default for ServeConfig {
             db_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             allow_private_network: false,
             extra_hosts: Vec::new(),
+            allowed_plugin_sha256: Vec::new(),
             limits: Limits::default(),
             reuse: ReuseConfig::default(),
             scheduler: SchedulerConfig::default(),
@@ -160,6 +166,7 @@ const SETTINGS: &[&str] = &[
     "db_cache_bytes",
     "allow_private_network",
     "extra_hosts",
+    "allowed_plugin_sha256",
     "limits",
     "reuse",
     "scheduler",
@@ -197,6 +204,16 @@ impl ServeConfig {
             .scheduler
             .check()
             .map_err(|message| format!("invalid configuration: {message}"))?;
+        let mut config = config;
+        for (n, hash) in config.allowed_plugin_sha256.iter_mut().enumerate() {
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "invalid configuration: allowed_plugin_sha256[{n}] is {hash:?}, not a SHA-256 \
+                     (64 hex characters, as `sha256sum plugin.wasm` prints)"
+                ));
+            }
+            hash.make_ascii_lowercase();
+        }
         Ok(config)
     }
 
@@ -226,5 +243,26 @@ mod tests {
         let mut settings = SETTINGS.to_vec();
         settings.sort_unstable();
         assert_eq!(keys, settings);
+    }
+
+    #[test]
+    fn the_upload_allow_list_takes_hex_sha256_only_and_names_a_bad_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("actionhost.toml");
+        let good = "AB".repeat(32);
+        std::fs::write(&file, format!("allowed_plugin_sha256 = [\"{good}\"]\n")).expect("write");
+        let config = ServeConfig::load(Some(&file), &Overrides::default()).expect("loads");
+        assert_eq!(config.allowed_plugin_sha256, vec!["ab".repeat(32)]);
+
+        std::fs::write(
+            &file,
+            format!("allowed_plugin_sha256 = [\"{good}\", \"sha256:abc\"]\n"),
+        )
+        .expect("write");
+        let err = ServeConfig::load(Some(&file), &Overrides::default()).expect_err("refused");
+        assert!(
+            err.contains("allowed_plugin_sha256[1]") && err.contains("sha256:abc"),
+            "{err}"
+        );
     }
 }

@@ -110,6 +110,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         plugins_dir.clone(),
         uploads_dir.clone(),
         extra_hosts,
+        config.allowed_plugin_sha256.iter().cloned().collect(),
     )
     .with_context(|| {
         format!(
