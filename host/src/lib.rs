@@ -8,6 +8,7 @@ pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod executions;
+mod files;
 pub mod identity;
 pub mod registry;
 pub mod runtime;

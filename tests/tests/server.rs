@@ -1103,3 +1103,56 @@ fn credentials_go_only_to_the_hosts_their_auth_config_names() {
     assert_eq!(health.status, 200);
     assert_eq!(health.json["status"], "ok");
 }
+
+#[test]
+fn a_damaged_database_is_refused_at_start_up_with_its_path_and_a_way_forward() {
+    let mut server = Server::start();
+    for n in 0..20 {
+        created(&server.post(
+            "/v1/api-keys",
+            &json!({ "name": format!("key {n}"), "scopes": ["actions:read"] }),
+        ));
+    }
+    assert_eq!(server.stop(), Some(0), "a clean stop: {}", server.log());
+    let data_dir = server.data_dir.clone();
+
+    // Cut the database's log in half, as a bad disk or a careless copy
+    // would. sled recovers the readable prefix without a word; the server
+    // must notice that records it had are gone.
+    let log = data_dir.join("db").join("db");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("the database file");
+    let length = file.metadata().expect("metadata").len();
+    file.set_len(length / 2).expect("truncate");
+    drop(file);
+
+    let started = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--plugins-dir")
+        .arg(&server.plugins_dir)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(started.status.code(), Some(1), "{stderr}");
+    let marker = data_dir.join("db.generation");
+    assert!(
+        stderr.contains("is incomplete")
+            && stderr.contains(&data_dir.join("db").display().to_string())
+            && stderr.contains("Restore the data directory from a backup")
+            && stderr.contains(&format!("delete {}", marker.display())),
+        "the error names the database, the backup and the way to go on: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The way forward works: without the marker the server starts on what
+    // is left.
+    std::fs::remove_file(&marker).expect("remove the marker");
+    let server = Server::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    });
+    assert_eq!(server.get("/readyz").status, 200);
+}

@@ -745,7 +745,7 @@ impl PluginRegistry {
             .uploads
             .join(format!("{}-{}.wasm", manifest.name, manifest.version));
         // On disk before it serves, so an acknowledged upload survives a crash.
-        write_durably(&path, &bytes)
+        crate::files::write_durably(&path, &[&bytes])
             .map_err(|err| RegistryError::Io(format!("cannot store the upload: {err}")))?;
         match self.admit(Source::Upload(path.clone()), plugin).await {
             Ok(info) => Ok((info, true)),
@@ -815,7 +815,7 @@ impl PluginRegistry {
             disabled: next.iter().cloned().collect(),
         };
         let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
-        write_durably(&self.inner.uploads.join("state.json"), &json)
+        crate::files::write_durably(&self.inner.uploads.join("state.json"), &[&json])
             .map_err(|err| RegistryError::Io(format!("cannot save the plugin states: {err}")))?;
         *set = next;
         Ok(())
@@ -1079,22 +1079,4 @@ fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     paths.sort();
     Ok(paths)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, synced.
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("partial");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }

@@ -241,7 +241,7 @@ impl CompiledCache {
             .map_err(std::io::Error::other)
             .and_then(|json| {
                 let tag = self.verifier().manifest_tag(&json);
-                write_replacing(&path, &[MAGIC, tag.as_bytes(), &json])
+                crate::files::write_durably(&path, &[MAGIC, tag.as_bytes(), &json])
             });
         if let Err(err) = written {
             tracing::warn!(path = %path.display(), error = %err, "could not write manifest cache entry; the next load runs describe again");
@@ -263,26 +263,9 @@ impl CompiledCache {
         mac.update(payload);
         let tag = mac.finalize();
         let _ = fs::remove_file(tag_path);
-        write_replacing(path, &[payload])?;
-        write_replacing(tag_path, &[MAGIC, tag.as_bytes()])
+        crate::files::write_durably(path, &[payload])?;
+        crate::files::write_durably(tag_path, &[MAGIC, tag.as_bytes()])
     }
-}
-
-/// Writes `parts` to `path` through a temporary file in the same folder,
-/// synced, then renamed over it: a reader sees the old file or the whole
-/// new one.
-fn write_replacing(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut file = fs::File::create(&tmp)?;
-        for part in parts {
-            file.write_all(part)?;
-        }
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// Checks entries against their tags (owned, for a blocking thread).

@@ -706,6 +706,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_older_copy_of_the_database_is_refused_until_its_marker_is_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let copy_dir = |from: &std::path::Path, to: &std::path::Path| {
+            std::fs::create_dir_all(to).expect("mkdir");
+            for entry in std::fs::read_dir(from).expect("read dir") {
+                let entry = entry.expect("entry");
+                if entry.file_type().expect("type").is_file() {
+                    std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+                }
+            }
+        };
+        let old = tempfile::tempdir().expect("temp dir");
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            store.flush_blocking().expect("close");
+        }
+        copy_dir(&dir.path().join("db"), old.path());
+        // Opened and closed cleanly twice more: the marker moves on.
+        for _ in 0..2 {
+            let store = SledStore::open(dir.path()).expect("reopen");
+            store.flush_blocking().expect("close");
+        }
+        // The older copy put back in place is not served as if it were whole.
+        std::fs::remove_dir_all(dir.path().join("db")).expect("remove");
+        copy_dir(old.path(), &dir.path().join("db"));
+        let err = SledStore::open(dir.path())
+            .err()
+            .expect("an older database is refused");
+        assert!(err.to_string().contains("is incomplete"), "{err}");
+        std::fs::remove_file(dir.path().join("db.generation")).expect("remove marker");
+        SledStore::open(dir.path()).expect("opens without the marker");
+    }
+
     #[tokio::test]
     async fn schema_version_is_stored_and_a_newer_one_refused() {
         let (_dir, records) = records();

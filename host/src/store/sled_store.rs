@@ -33,6 +33,12 @@ const MAX_BATCH: usize = 512;
 /// the index heads fit well within this.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The file beside the database holding the generation the database reached
+/// at its last clean open or close (see [`SledStore::seal`]).
+const GENERATION_FILE: &str = "db.generation";
+/// Where the database holds its own generation, in the meta tree.
+const GENERATION_KEY: &[u8] = b"store.generation";
+
 /// A storage conflict inside a transaction; sled retries the body.
 pub(crate) struct Unabortable(UnabortableTransactionError);
 
@@ -120,6 +126,7 @@ impl SledStore {
         let records = open_tree(Tree::Records)?;
         let indexes = open_tree(Tree::Indexes)?;
         let meta = open_tree(Tree::Meta)?;
+        check_generation(dir, &path, &meta)?;
         let (commits, queue) = mpsc::channel();
         let committer = Committer {
             db: db.clone(),
@@ -130,7 +137,7 @@ impl SledStore {
             .name("actionhost-commit".into())
             .spawn(move || committer.run(&queue))
             .map_err(|err| storage(&path, format!("cannot start the committer thread: {err}")))?;
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 db,
                 path,
@@ -143,16 +150,35 @@ impl SledStore {
                 commits: Some(commits),
                 committer: Some(committer),
             }),
-        })
+        };
+        store.seal()?;
+        Ok(store)
     }
 
-    /// Flushes synchronously, for shutdown.
+    /// Flushes synchronously and seals the database, for shutdown.
     pub fn flush_blocking(&self) -> Result<()> {
-        self.inner
-            .db
-            .flush()
-            .map(drop)
-            .map_err(|err| storage(&self.inner.path, err))
+        self.seal()
+    }
+
+    /// Records a new generation: in the database, flushed, and then in
+    /// `db.generation` beside it. Done at every open and clean close, so
+    /// that a database which later holds an older generation than the file
+    /// (sled's recovery dropped what it could not read, or the files were
+    /// replaced) is refused at the next open instead of served.
+    fn seal(&self) -> Result<()> {
+        let inner = &self.inner;
+        let dir = inner.path.parent().unwrap_or(Path::new("."));
+        let held = read_generation(&inner.meta).map_err(|err| storage(&inner.path, err))?;
+        let recorded = read_generation_file(dir)?;
+        let next = held.max(recorded).unwrap_or(0) + 1;
+        inner
+            .meta
+            .insert(GENERATION_KEY, &next.to_be_bytes())
+            .map_err(|err| storage(&inner.path, err))?;
+        inner.db.flush().map_err(|err| storage(&inner.path, err))?;
+        let file = dir.join(GENERATION_FILE);
+        crate::files::write_durably(&file, &[format!("{next}\n").as_bytes()])
+            .map_err(|err| storage(&file, err))
     }
 
     fn tree(&self, tree: Tree) -> &sled::Tree {
@@ -162,6 +188,54 @@ impl SledStore {
             Tree::Meta => &self.inner.meta,
         }
     }
+}
+
+/// The generation the database holds, if it has one.
+fn read_generation(meta: &sled::Tree) -> std::result::Result<Option<u64>, String> {
+    match meta.get(GENERATION_KEY).map_err(|err| err.to_string())? {
+        None => Ok(None),
+        Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+            .map(|b| Some(u64::from_be_bytes(b)))
+            .map_err(|_| format!("its generation is {} bytes, not 8", bytes.len())),
+    }
+}
+
+/// The generation recorded in `dir/db.generation`, if the file exists.
+fn read_generation_file(dir: &Path) -> Result<Option<u64>> {
+    let file = dir.join(GENERATION_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => text.trim().parse::<u64>().map(Some).map_err(|_| {
+            StoreError::Storage(format!(
+                "{} does not hold a generation number ({:?}); restore it from a backup, or delete it to skip the database's completeness check once",
+                file.display(),
+                text.chars().take(40).collect::<String>()
+            ))
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(storage(&file, err)),
+    }
+}
+
+/// Refuses a database that holds an older generation than the one recorded
+/// beside it at its last clean open or close: sled starts from whatever
+/// prefix of its log it can read, so a damaged, truncated or replaced
+/// database would otherwise be served with records silently missing (or
+/// empty, with a new admin key written over the old one).
+fn check_generation(dir: &Path, path: &Path, meta: &sled::Tree) -> Result<()> {
+    let Some(recorded) = read_generation_file(dir)? else {
+        return Ok(());
+    };
+    let held = read_generation(meta).map_err(|err| storage(path, err))?;
+    if held.is_some_and(|held| held >= recorded) {
+        return Ok(());
+    }
+    let held = held.map_or_else(|| "none".to_owned(), |g| g.to_string());
+    Err(StoreError::Storage(format!(
+        "the database {} is incomplete: it holds generation {held}, but it had reached generation {recorded} at its last clean start or stop (recorded in {}). Its files are damaged, truncated or were replaced, and what could not be read was dropped. Restore the data directory from a backup; or, to start with what is left (the rest stays lost), delete {}",
+        path.display(),
+        dir.join(GENERATION_FILE).display(),
+        dir.join(GENERATION_FILE).display(),
+    )))
 }
 
 /// The committer thread's side of the store.
