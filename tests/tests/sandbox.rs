@@ -428,3 +428,93 @@ async fn validate_has_no_network_and_no_credentials_even_in_the_instance_that_ex
     assert_eq!(peer.heads().len(), 2);
     sandbox.still_serves().await;
 }
+
+#[tokio::test]
+async fn an_output_past_the_cap_is_refused_not_returned() {
+    let cap = 1 << 20;
+    let sandbox = Sandbox::new(
+        Limits {
+            max_output_bytes: cap,
+            ..Limits::default()
+        },
+        false,
+        &[],
+    )
+    .await;
+    let fault = sandbox
+        .fault("huge_output", json!({ "bytes": 8 << 20 }))
+        .await;
+    match fault.kind {
+        FaultKind::OutputTooLarge { size, limit } => {
+            assert_eq!(limit, cap);
+            assert!(size > 8 << 20, "{size}");
+        }
+        other => panic!("expected output_too_large, got {other:?}"),
+    }
+    // Just under the cap is fine.
+    let execution = sandbox
+        .run("huge_output", json!({ "bytes": cap - 1024 }))
+        .await
+        .expect("no fault");
+    assert!(execution.outcome.is_ok(), "{:?}", execution.outcome.err());
+    sandbox.still_serves().await;
+}
+
+#[tokio::test]
+async fn an_outbound_flood_to_an_allowed_host_stops_at_the_request_budget() {
+    let sandbox = Sandbox::new(
+        Limits {
+            max_outbound_requests: 5,
+            ..Limits::default()
+        },
+        true,
+        &["http://127.0.0.1:*"],
+    )
+    .await;
+    let peer = Recorder::start();
+    let execution = sandbox
+        .run(
+            "outbound_flood",
+            json!({ "url": peer.url(), "count": 1000 }),
+        )
+        .await
+        .expect("no fault");
+    let output = execution.outcome.expect("the plugin handles the refusal");
+    assert_eq!(output["answered"], 5, "{output}");
+    assert!(output["stopped_by"].is_string(), "{output}");
+    assert_eq!(
+        peer.heads().len(),
+        5,
+        "the sixth request never left the host"
+    );
+    assert!(
+        execution
+            .log
+            .tail(5)
+            .contains("more than 5 requests in one execution"),
+        "the log says why: {}",
+        execution.log.tail(5)
+    );
+    sandbox.still_serves().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_host_calls_ends_at_the_deadline() {
+    let deadline = Duration::from_millis(500);
+    let sandbox = Sandbox::new(
+        Limits {
+            deadline,
+            ..Limits::default()
+        },
+        false,
+        &[],
+    )
+    .await;
+    let fault = sandbox.fault("host_call_flood", json!({})).await;
+    assert_eq!(fault.kind, FaultKind::Deadline { limit: deadline });
+    assert!(
+        fault.to_string().contains("calling the host without end"),
+        "{fault}"
+    );
+    sandbox.still_serves().await;
+}
