@@ -322,6 +322,9 @@ impl Server {
     /// Asserts that none of `secrets` appears in any response body, the
     /// server's log, or the bytes of its database.
     pub fn assert_no_leak(&self, secrets: &[&str]) {
+        for secret in secrets {
+            register_secret(secret);
+        }
         for body in self.bodies() {
             if let Some(secret) = crate::providers::contains_secret(&body, secrets) {
                 panic!("a response body carries the credential {secret:?}: {body}");
@@ -365,11 +368,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Adds `secret` to the credentials that no response body and no log line
+/// of any server of this test binary may carry (checked when each server is
+/// dropped).
+pub fn register_secret(secret: &str) {
+    known_secrets()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(secret.to_owned());
+}
+
+/// Every provider credential the tests hand to a server: the stand-ins'
+/// fixed ones, whatever a test passed to [`Server::assert_no_leak`], and
+/// whatever it passed to [`register_secret`].
+fn known_secrets() -> &'static Mutex<Vec<String>> {
+    static SECRETS: std::sync::OnceLock<Mutex<Vec<String>>> = std::sync::OnceLock::new();
+    SECRETS.get_or_init(|| {
+        Mutex::new(
+            [
+                crate::providers::TOKEN,
+                crate::providers::WEBHOOK_SECRET,
+                crate::providers::CLIENT_SECRET,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+    })
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // The leak check of the whole run: every server of every test, every
+        // response body it gave and every line it logged, against every
+        // credential the tests use. Not while a test is already failing.
+        if std::thread::panicking() {
+            return;
+        }
+        let secrets = known_secrets()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        for body in self.bodies() {
+            if let Some(secret) = crate::providers::contains_secret(&body, &secrets) {
+                panic!("a response body carries the credential {secret:?}: {body}");
+            }
+        }
+        if let Some(secret) = crate::providers::contains_secret(&self.log(), &secrets) {
+            panic!("the server log carries the credential {secret:?}");
         }
     }
 }
