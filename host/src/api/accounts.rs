@@ -1,12 +1,12 @@
 //! Auth configs, connected accounts, and the OAuth2 callback.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, Authorized, need};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authorized, need};
 use crate::accounts::{
     AccountStatus, AuthConfig, ConnectedAccount, NewAccount, NewAuthConfig, SchemeConfig,
 };
@@ -94,7 +94,7 @@ pub async fn auth_configs_list(
 pub async fn auth_configs_get(
     caller: Authorized<need::AccountsRead>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<AuthConfigView>, ApiError> {
     Ok(axum::Json(
         state.accounts.auth_config(caller.tenant(), &id)?.into(),
@@ -113,7 +113,7 @@ pub async fn auth_configs_get(
 pub async fn auth_configs_delete(
     caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.delete_auth_config(caller.tenant(), &id)?;
     state.accounts.durable().await?;
@@ -261,7 +261,7 @@ pub async fn connected_accounts_list(
 pub async fn connected_accounts_get(
     caller: Authorized<need::AccountsRead>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<ConnectedAccountView>, ApiError> {
     Ok(axum::Json(
         state.accounts.account(caller.tenant(), &id)?.into(),
@@ -280,7 +280,7 @@ pub async fn connected_accounts_get(
 pub async fn connected_accounts_delete(
     caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.delete_account(caller.tenant(), &id)?;
     state.accounts.durable().await?;
@@ -300,7 +300,7 @@ pub async fn connected_accounts_delete(
 pub async fn connected_accounts_revoke(
     caller: Authorized<need::AccountsWrite>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<ConnectedAccountView>, ApiError> {
     let account = state.accounts.revoke_account(caller.tenant(), &id)?;
     state.accounts.durable().await?;

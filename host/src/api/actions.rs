@@ -2,13 +2,13 @@
 //! and asynchronous executions (`/v1/actions/{id}/transitions`,
 //! `POST /v1/executions`), over the same stored actions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, Authorized, IdempotencyKey, need};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authorized, IdempotencyKey, need};
 use crate::actions::{
     Action, ActionError, ActionStatus, Actor, Claim, KeyedRequest, ListQuery, NewAction, Processed,
     Resolution, Review, SortField, StoredResponse, Transition, machine,
@@ -400,7 +400,7 @@ fn detail(state: &AppState, action: Action, scopes: &[Scope]) -> Result<ActionAn
 pub async fn actions_get(
     caller: Authorized<need::ActionsRead>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<ActionAnswer>, ApiError> {
     let action = state.actions.get(caller.tenant(), &id)?;
     Ok(axum::Json(detail(&state, action, scopes(&caller))?))
@@ -418,7 +418,7 @@ pub async fn actions_get(
 pub async fn actions_transitions(
     caller: Authorized<need::ActionsRead>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Vec<TransitionView>>, ApiError> {
     let action = state.actions.get(caller.tenant(), &id)?;
     Ok(axum::Json(transitions_for(action.status, scopes(&caller))))
@@ -440,7 +440,7 @@ pub async fn actions_transitions(
 pub async fn actions_execute(
     caller: Authorized<need::ActionsExecute>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<ActionAnswer>, ApiError> {
     let action = state
         .actions
@@ -490,7 +490,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Resu
 pub async fn actions_cancel(
     caller: Authorized<need::ActionsWrite>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<ActionAnswer>, ApiError> {
     let body: CommentBody = optional_body(&body)?;
@@ -557,7 +557,7 @@ fn review_of(action: ReviewAction, params: Option<serde_json::Value>) -> Result<
 pub async fn actions_approve(
     caller: Authorized<need::ActionsApprove>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<axum::Json<ActionAnswer>, ApiError> {
     let review = review_of(body.action, body.params)?;
@@ -575,6 +575,7 @@ pub struct BulkApproveBody {
     /// `approve`, `reject` or `edit`.
     action: ReviewAction,
     /// The actions, 1 to 100.
+    #[schema(schema_with = action_id_list)]
     action_ids: Vec<String>,
     /// Optional reviewer comment, for each.
     #[serde(default)]
@@ -583,6 +584,20 @@ pub struct BulkApproveBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     params: Option<serde_json::Value>,
+}
+
+/// 1 to 100 action ids, none empty.
+fn action_id_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(100))
+        .build()
 }
 
 /// One id's result in a bulk review.
@@ -708,7 +723,7 @@ pub struct ResolveBody {
 pub async fn actions_resolve(
     caller: Authorized<need::ActionsExecute>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<axum::Json<ActionAnswer>, ApiError> {
     let action = state

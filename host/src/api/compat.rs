@@ -1,12 +1,12 @@
 //! The Composio-compatible surface: execute an action, read its schema, list apps.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, ApiJson, AppState, Authorized, IdempotencyKey, need};
+use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, IdempotencyKey, need};
 use crate::accounts::{InlineAuth, Lookup};
 use crate::actions::{Claim, StoredResponse};
 use crate::executions::{ExecuteCommand, ExecutionStatus};
@@ -111,7 +111,7 @@ pub async fn actions_execute(
     caller: Authorized<need::ActionsExecute>,
     key: IdempotencyKey,
     State(state): State<AppState>,
-    Path(action): Path<String>,
+    ApiPath(action): ApiPath<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let keyed = super::actions::keyed(
@@ -241,7 +241,7 @@ pub struct ActionView {
 pub async fn actions_get(
     _caller: Authorized<need::PluginsRead>,
     State(state): State<AppState>,
-    Path(action): Path<String>,
+    ApiPath(action): ApiPath<String>,
 ) -> Result<axum::Json<ActionView>, ApiError> {
     let plugin = state
         .pipeline

@@ -1,10 +1,10 @@
 //! `GET /v1/executions/{id}`: the record of one execution.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState, Authorized, need};
+use super::{ApiError, ApiPath, AppState, Authorized, need};
 use crate::executions::{ErrorInfo, ExecutionRecord, ExecutionStatus};
 
 /// An execution record, with Flowdash's `status` (`Success` / `Fail`).
@@ -97,7 +97,7 @@ impl From<ExecutionRecord> for ExecutionView {
 pub async fn executions_get(
     caller: Authorized<need::ActionsRead>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<ExecutionView>, ApiError> {
     let record = state
         .pipeline

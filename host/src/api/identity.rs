@@ -1,11 +1,11 @@
 //! `GET /v1/auth/status`, API keys, tenants.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiJson, AppState, Authorized, need};
+use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, need};
 use crate::identity::{ApiKey, Scope};
 
 /// Who the key belongs to.
@@ -199,7 +199,7 @@ pub struct RevokedKey {
 pub async fn api_keys_revoke(
     caller: Authorized<need::KeysWrite>,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<RevokedKey>, ApiError> {
     if state.identity.key(caller.tenant(), &id)?.is_none() {
         return Err(ApiError::not_found("api key", &id));

@@ -19,12 +19,13 @@ mod actions;
 mod compat;
 mod executions;
 mod identity;
+mod openapi;
 mod plugins;
 mod unread;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -95,7 +96,7 @@ impl Modify for SecuritySchemes {
 
 /// The routes and their OpenAPI document.
 pub fn router(state: AppState) -> axum::Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(identity::auth_status))
         .routes(routes!(identity::api_keys_create, identity::api_keys_list))
         .routes(routes!(identity::api_keys_revoke))
@@ -141,6 +142,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();
+    openapi::complete(&mut openapi);
     let openapi = Arc::new(openapi);
     let max_body = state.settings.max_body_bytes;
     router
@@ -509,6 +511,21 @@ impl From<QueryRejection> for ApiError {
         ))
     }
 }
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("the path is invalid: {}", rejection.body_text()),
+        )
+    }
+}
+
+/// `axum::extract::Path` with errors in the API's shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
 
 /// `axum::Json` with errors in the API's shape.
 #[derive(FromRequest)]

@@ -5,12 +5,12 @@
 //! versions, so changing them needs the `plugins:write` scope.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState, Authorized, need};
+use super::{ApiError, ApiPath, ApiQuery, AppState, Authorized, need};
 use crate::registry::{ActionTypeEntry, PluginInfo, RegistryError};
 
 /// The plugin versions.
@@ -125,7 +125,7 @@ pub async fn plugins_list(
 pub async fn plugins_upload(
     _caller: Authorized<need::PluginsWrite>,
     State(state): State<AppState>,
-    Query(query): Query<UploadQuery>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, axum::Json<PluginInfo>), ApiError> {
@@ -207,7 +207,7 @@ async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 pub async fn plugins_get(
     _caller: Authorized<need::PluginsRead>,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<PluginVersions>, ApiError> {
     let versions = state.pipeline.registry().info_of_name(&name);
     if versions.is_empty() {
@@ -233,7 +233,7 @@ pub async fn plugins_get(
 pub async fn plugins_delete(
     _caller: Authorized<need::PluginsWrite>,
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
     Ok(axum::Json(
         state.pipeline.registry().remove(&name, &version).await?,
@@ -256,7 +256,7 @@ pub async fn plugins_delete(
 pub async fn plugins_enable(
     _caller: Authorized<need::PluginsWrite>,
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
     Ok(axum::Json(
         state
@@ -283,7 +283,7 @@ pub async fn plugins_enable(
 pub async fn plugins_disable(
     _caller: Authorized<need::PluginsWrite>,
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<axum::Json<PluginInfo>, ApiError> {
     Ok(axum::Json(
         state

@@ -1,0 +1,116 @@
+//! Schemathesis against the real server: cases generated from
+//! `/openapi.json` (valid and invalid bodies, parameters and headers, and
+//! sequences of calls that follow the document's links), each answer checked
+//! against the document.
+//!
+//! The test suite runs a short form (`ACTIONHOST_FUZZ_EXAMPLES`, default 12
+//! examples per operation); `reliability/run` runs the full one (300 per
+//! operation, more than 10,000 cases) and sets `ACTIONHOST_FUZZ_MIN_CASES`
+//! so that a run that generated fewer fails rather than passing on little.
+
+use std::path::Path;
+use std::process::Command;
+
+use actionhost_tests::server::Server;
+
+/// Schemathesis's checks, less the two that compare our validation with
+/// the request schemas: they fail wherever validity depends on state the
+/// document cannot express (an action type that is not installed, a user
+/// that does not exist), which is not a fault of the server.
+const EXCLUDED_CHECKS: &str = "positive_data_acceptance,negative_data_rejection";
+
+/// Revoking keys is fuzzed last, on its own: the stateful phase follows the
+/// link from the key list to the revocation and would otherwise revoke the
+/// fuzzer's own key half-way through the run.
+const REVOKE: &str = "/v1/api-keys/{id}";
+
+#[test]
+fn schemathesis_finds_no_server_error_no_crash_and_no_answer_off_the_document() {
+    let examples = env_number("ACTIONHOST_FUZZ_EXAMPLES", 12);
+    let min_cases = env_number("ACTIONHOST_FUZZ_MIN_CASES", 1);
+    let server = Server::start();
+    let reports = tempfile::tempdir().expect("temp dir");
+
+    let mut cases = 0;
+    for (pass, filter) in [
+        ("everything else", "--exclude-path"),
+        ("revocation", "--include-path"),
+    ] {
+        let (generated, output) = run(&server, examples, &[filter, REVOKE], reports.path());
+        eprintln!("schemathesis, {pass}: {generated} cases");
+        assert_eq!(
+            server.get("/healthz").status,
+            200,
+            "the server stopped answering during the run:\n{output}"
+        );
+        cases += generated;
+    }
+    eprintln!("fuzz: {cases} cases, 0 failures");
+    assert!(
+        cases >= min_cases,
+        "only {cases} cases were generated; wanted {min_cases}"
+    );
+
+    // No crash: the process answered after each pass, and never panicked.
+    let log = server.log();
+    assert!(
+        !log.contains("panicked"),
+        "the server panicked during the fuzz run:\n{log}"
+    );
+}
+
+/// One schemathesis run; panics with its report unless every check passed.
+/// Returns the number of cases generated, and the output.
+fn run(server: &Server, examples: u64, filter: &[&str], reports: &Path) -> (u64, String) {
+    let schemathesis = actionhost_tests::python()
+        .parent()
+        .expect("the venv's bin")
+        .join("schemathesis");
+    let output = Command::new(&schemathesis)
+        .args(["run", &format!("{}/openapi.json", server.url)])
+        .args(["-H", &format!("Authorization: Bearer {}", server.admin_key)])
+        .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
+        .args(["--generation-with-security-parameters", "false"])
+        .args(["--max-examples", &examples.to_string()])
+        .args(["--workers", "2", "--no-color", "--output-truncate", "false"])
+        .args(["--report", "junit", "--report-dir"])
+        .arg(reports)
+        .args(filter)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run scripts/setup-test-tools",
+                schemathesis.display()
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{text}"
+    );
+    (
+        generated(&text).unwrap_or_else(|| panic!("no case count in:\n{text}")),
+        text,
+    )
+}
+
+/// The `N generated` figure of schemathesis's summary.
+fn generated(output: &str) -> Option<u64> {
+    output.lines().rev().find_map(|line| {
+        let (count, _) = line.trim().split_once(" generated,")?;
+        count.parse().ok()
+    })
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {value:?}")),
+        Err(_) => default,
+    }
+}
