@@ -6,6 +6,7 @@
 //! benchmark briefly so that none of them rots. See `BENCHMARKS.md`.
 
 mod floor;
+mod hostile;
 mod inprocess;
 mod load;
 mod peers;

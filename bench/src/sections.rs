@@ -28,7 +28,7 @@ pub struct Results {
 }
 
 impl Results {
-    fn push(&mut self, figure: Figure) {
+    pub(crate) fn push(&mut self, figure: Figure) {
         println!(
             "  {:<78} {:>10.2} {:<8} [{:.2} – {:.2}] n={}",
             figure.name, figure.median, figure.unit, figure.low, figure.high, figure.samples
@@ -99,7 +99,7 @@ impl Budget {
     }
 }
 
-fn artifact(settings: &Settings, path: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn artifact(settings: &Settings, path: &str) -> anyhow::Result<PathBuf> {
     let path = settings.root.join(path);
     ensure!(
         path.exists(),
@@ -110,12 +110,12 @@ fn artifact(settings: &Settings, path: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The compiled-code cache the suite's servers share.
-fn cache(settings: &Settings) -> PathBuf {
+pub(crate) fn cache(settings: &Settings) -> PathBuf {
     settings.root.join("target/bench-cache")
 }
 
 /// A fresh directory whose `plugins/` holds these components.
-fn fresh_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
+pub(crate) fn fresh_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("plugins"))?;
     for plugin in plugins {
@@ -126,7 +126,7 @@ fn fresh_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
 }
 
 /// A launch of this run's `actionhost` on `dir`, with no extra environment.
-fn launch<'a>(settings: &'a Settings, dir: &'a Path, cache: &'a Path) -> Launch<'a> {
+pub(crate) fn launch<'a>(settings: &'a Settings, dir: &'a Path, cache: &'a Path) -> Launch<'a> {
     Launch {
         binary: &settings.actionhost,
         dir,
@@ -186,6 +186,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
     if settings.wants("scheduler") {
         println!("== scheduler");
         scheduler(settings, &budget, &mut results)?;
+    }
+    if settings.wants("hostile") {
+        println!("== hostile plugins beside steady traffic");
+        crate::hostile::run(settings, budget.wrk, &mut results)?;
     }
     if settings.wants("startup") {
         println!("== start-up and hot swap");
@@ -983,6 +987,14 @@ fn targets(results: &mut Results) {
             format!("{v:.0} ms"),
             v,
             100.0,
+        ));
+    }
+    if let Some(v) = get("hostile.worst_p99_ratio") {
+        targets.push(Target::at_most(
+            "a well-behaved plugin's p99 ≤ 2 × its baseline beside each hostile plugin",
+            format!("{v:.2} ×"),
+            v,
+            2.0,
         ));
     }
     if let Some(v) = get("startup.warm_ready_ms") {

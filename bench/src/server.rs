@@ -193,6 +193,29 @@ pub fn request(
     key: &str,
     body: &str,
 ) -> anyhow::Result<(u16, String)> {
+    send(port, method, path, key, "application/json", body.as_bytes())
+}
+
+/// A plugin upload, as [`request`] sends it.
+pub fn upload(port: u16, key: &str, component: &[u8]) -> anyhow::Result<(u16, String)> {
+    send(
+        port,
+        "POST",
+        "/v1/plugins",
+        key,
+        "application/wasm",
+        component,
+    )
+}
+
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    key: &str,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let auth = if key.is_empty() {
@@ -200,11 +223,12 @@ pub fn request(
     } else {
         format!("authorization: Bearer {key}\r\n")
     };
-    let text = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(text.as_bytes())?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     let answer = String::from_utf8_lossy(&answer);
