@@ -193,7 +193,9 @@ pub async fn healthz() -> axum::Json<Health> {
 /// Readiness.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// `ready`, or `loading` while the start-up load of plugins runs.
+    /// `ready`; `loading` while the start-up load of plugins runs;
+    /// `storage_failed` once a write could not be made durable (the server
+    /// must be restarted, see `reason`).
     status: &'static str,
     /// Plugin versions loaded so far.
     plugins: usize,
@@ -201,29 +203,39 @@ pub struct Readiness {
     loading: usize,
     /// Files that failed to load (see `GET /v1/plugins`).
     failed: usize,
+    /// With `storage_failed`: what failed and what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// Readiness: 200 once the plugins found at start-up are loaded (from the
-/// compiled-code cache when it is warm), 503 before. No key needed.
+/// compiled-code cache when it is warm), 503 before, and 503 for good once
+/// the store has failed a write (a full disk). No key needed.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)), security(()))]
 pub async fn readyz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> (StatusCode, axum::Json<Readiness>) {
     let registry = state.pipeline.registry();
     let (plugins, loading, failed) = registry.counts();
-    let ready = registry.is_ready();
-    let status = if ready {
+    let reason = state.identity.store_failure();
+    let status = match (&reason, registry.is_ready()) {
+        (Some(_), _) => "storage_failed",
+        (None, true) => "ready",
+        (None, false) => "loading",
+    };
+    let code = if status == "ready" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
-        status,
+        code,
         axum::Json(Readiness {
-            status: if ready { "ready" } else { "loading" },
+            status,
             plugins,
             loading,
             failed,
+            reason,
         }),
     )
 }
@@ -344,7 +356,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(
                     StatusCode::INSUFFICIENT_STORAGE,
                     "unavailable",
-                    "the server's storage is full; nothing was written; try again once an operator has freed space",
+                    "the server's storage is full: this request was not recorded, and nothing more is until an operator frees space and restarts the server (every write acknowledged before is on disk); retry then, with the same Idempotency-Key",
                 )
             }
             StoreError::Storage(cause) => {
@@ -352,7 +364,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    "storage is unavailable; the request was not completed; try again",
+                    "storage is unavailable; the request was not completed; try again later (GET /readyz says whether the server must be restarted)",
                 )
             }
             other => ApiError::internal(other),

@@ -53,7 +53,7 @@ const ANY: &[(&str, &str)] = &[
     ),
     (
         "507",
-        "The server's storage is full (`unavailable`); nothing was written",
+        "The server's storage is full (`unavailable`): the request was not recorded; the server takes no more until it is restarted with space freed",
     ),
 ];
 

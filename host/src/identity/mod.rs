@@ -306,6 +306,12 @@ pub struct Principal {
 }
 
 impl Identity {
+    /// Why the store refuses reads and writes until a restart, if it does
+    /// (see `Store::failure`).
+    pub fn store_failure(&self) -> Option<String> {
+        self.records.store_failure()
+    }
+
     /// Identity over `records`.
     pub fn new(records: Records) -> Self {
         Self {

@@ -159,6 +159,11 @@ pub trait Store: Send + Sync + 'static {
     /// nothing: a body that fails leaves no write, whatever the others do.
     /// `body` may run more than once on a conflict.
     fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>>;
+    /// Why the store refuses every read and write until the process
+    /// restarts (a write could not be made durable), if it does.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One index entry of a record.
@@ -238,6 +243,11 @@ impl Records {
     /// Typed access to `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
+    }
+
+    /// See [`Store::failure`].
+    pub fn store_failure(&self) -> Option<String> {
+        self.store.failure()
     }
 
     /// The record with this id.

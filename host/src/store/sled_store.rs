@@ -12,9 +12,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 
 use sled::Transactional;
 use sled::transaction::{
@@ -65,10 +65,55 @@ struct Inner {
     /// The committer thread, joined on drop so the database is closed when
     /// the store is gone.
     committer: Option<std::thread::JoinHandle<()>>,
+    /// Set by the first write that could not be made durable.
+    failure: Failure,
+}
+
+/// The first storage failure of a write, after which the store refuses
+/// every read and write until the process restarts.
+///
+/// sled cannot be trusted after an I/O error: its in-memory trees hold the
+/// writes that never reached the disk (a reader would see an action whose
+/// creation was refused), and once space is freed its next flush waits
+/// forever (seen with a full disk: every later write hung). Recovery from
+/// what is on disk, at the next start, is what sled does reliably.
+#[derive(Clone, Default)]
+struct Failure(Arc<OnceLock<String>>);
+
+impl Failure {
+    /// `Err` once a write has failed.
+    fn check(&self) -> Result<()> {
+        match self.0.get() {
+            None => Ok(()),
+            Some(cause) => Err(StoreError::Storage(format!(
+                "{cause}; since then the store accepts no reads or writes: every write acknowledged before it is on disk. Free space or fix the disk, then restart the server"
+            ))),
+        }
+    }
+
+    /// Records `err` as the failure, if it is the first, and returns it.
+    fn record(&self, err: StoreError) -> StoreError {
+        if let StoreError::Storage(cause) = &err
+            && self.0.set(cause.clone()).is_ok()
+        {
+            tracing::error!(%cause, "storage failed: the store refuses reads and writes until the server restarts");
+        }
+        err
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if self.failure.0.get().is_some() {
+            // sled flushes when its last handle to a tree drops, and after
+            // an I/O error that flush never returns: keep a handle to each
+            // alive for the rest of the process, which is ending anyway.
+            // What was acknowledged is on disk already.
+            std::mem::forget(self.db.clone());
+            for tree in [&self.records, &self.indexes, &self.meta] {
+                std::mem::forget(tree.clone());
+            }
+        }
         // Closing the queue ends the committer's loop.
         self.commits = None;
         if let Some(handle) = self.committer.take()
@@ -128,10 +173,12 @@ impl SledStore {
         let meta = open_tree(Tree::Meta)?;
         check_generation(dir, &path, &meta)?;
         let (commits, queue) = mpsc::channel();
+        let failure = Failure::default();
         let committer = Committer {
             db: db.clone(),
             path: path.clone(),
             trees: (records.clone(), indexes.clone(), meta.clone()),
+            failure: failure.clone(),
         };
         let committer = std::thread::Builder::new()
             .name("actionhost-commit".into())
@@ -149,6 +196,7 @@ impl SledStore {
                 flushing: tokio::sync::Mutex::new(()),
                 commits: Some(commits),
                 committer: Some(committer),
+                failure,
             }),
         };
         store.seal()?;
@@ -167,6 +215,7 @@ impl SledStore {
     /// replaced) is refused at the next open instead of served.
     fn seal(&self) -> Result<()> {
         let inner = &self.inner;
+        inner.failure.check()?;
         let dir = inner.path.parent().unwrap_or(Path::new("."));
         let held = read_generation(&inner.meta).map_err(|err| storage(&inner.path, err))?;
         let recorded = read_generation_file(dir)?;
@@ -243,6 +292,7 @@ struct Committer {
     db: sled::Db,
     path: PathBuf,
     trees: (sled::Tree, sled::Tree, sled::Tree),
+    failure: Failure,
 }
 
 impl Committer {
@@ -266,6 +316,9 @@ impl Committer {
     }
 
     fn apply(&self, batch: &[Commit]) -> Vec<Result<()>> {
+        if self.failure.check().is_err() {
+            return batch.iter().map(|_| self.failure.check()).collect();
+        }
         let outcomes: RefCell<Vec<Result<()>>> = RefCell::new(Vec::new());
         let (records, indexes, meta) = &self.trees;
         let committed = (records, indexes, meta).transaction(|(records, indexes, meta)| {
@@ -298,8 +351,14 @@ impl Committer {
         });
         let mut outcomes = outcomes.into_inner();
         let failed = match committed {
-            Ok(()) => self.db.flush().err().map(|err| storage(&self.path, err)),
-            Err(TransactionError::Storage(err)) => Some(storage(&self.path, err)),
+            Ok(()) => self
+                .db
+                .flush()
+                .err()
+                .map(|err| self.failure.record(storage(&self.path, err))),
+            Err(TransactionError::Storage(err)) => {
+                Some(self.failure.record(storage(&self.path, err)))
+            }
             Err(TransactionError::Abort(err)) => Some(err),
         };
         match failed {
@@ -422,7 +481,12 @@ impl Tx for SledTx<'_> {
 }
 
 impl Store for SledStore {
+    fn failure(&self) -> Option<String> {
+        self.inner.failure.check().err().map(|err| err.to_string())
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.failure.check()?;
         self.tree(tree)
             .get(key)
             .map(|value| value.map(|v| v.to_vec()))
@@ -430,6 +494,7 @@ impl Store for SledStore {
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.failure.check()?;
         self.tree(tree)
             .scan_prefix(prefix)
             .map(|entry| {
@@ -447,6 +512,7 @@ impl Store for SledStore {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.failure.check()?;
         self.tree(tree)
             .range(start..)
             .take_while(|entry| entry.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
@@ -461,6 +527,7 @@ impl Store for SledStore {
 
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()> {
         let inner = &self.inner;
+        inner.failure.check()?;
         let result = (&inner.records, &inner.indexes, &inner.meta).transaction(
             |(records, indexes, meta)| {
                 let tx = SledTx {
@@ -477,13 +544,16 @@ impl Store for SledStore {
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Abort(err)) => Err(err),
-            Err(TransactionError::Storage(err)) => Err(storage(&inner.path, err)),
+            Err(TransactionError::Storage(err)) => {
+                Err(inner.failure.record(storage(&inner.path, err)))
+            }
         }
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let inner = &self.inner;
+            inner.failure.check()?;
             // Every write before this ticket is covered by a flush that
             // starts after the ticket was taken.
             let ticket = inner.requested.fetch_add(1, Ordering::SeqCst) + 1;
@@ -496,7 +566,7 @@ impl Store for SledStore {
             let flushed = tokio::task::spawn_blocking(move || db.flush())
                 .await
                 .map_err(|err| StoreError::Storage(format!("flush task failed: {err}")))?;
-            flushed.map_err(|err| storage(&inner.path, err))?;
+            flushed.map_err(|err| inner.failure.record(storage(&inner.path, err)))?;
             inner.flushed.fetch_max(target, Ordering::SeqCst);
             Ok(())
         })
@@ -504,6 +574,7 @@ impl Store for SledStore {
 
     fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            self.inner.failure.check()?;
             let gone = || StoreError::Storage("the store's committer has stopped".into());
             let (done, answer) = tokio::sync::oneshot::channel();
             self.inner
