@@ -28,7 +28,8 @@ const CONNECTIONS: usize = 4;
 /// answers must hold.
 struct Case {
     name: &'static str,
-    method: &'static str,
+    /// A component to upload, again and again; otherwise an execute.
+    upload: Option<Arc<Vec<u8>>>,
     path: String,
     body: String,
     answer: &'static str,
@@ -37,9 +38,19 @@ struct Case {
 fn execute(action: &'static str, input: &str, answer: &'static str) -> Case {
     Case {
         name: action,
-        method: "POST",
+        upload: None,
         path: format!("/api/v2/actions/{action}/execute"),
         body: format!(r#"{{"input":{input}}}"#),
+        answer,
+    }
+}
+
+fn upload(name: &'static str, component: Vec<u8>, answer: &'static str) -> Case {
+    Case {
+        name,
+        upload: Some(Arc::new(component)),
+        path: "/v1/plugins".into(),
+        body: String::new(),
         answer,
     }
 }
@@ -53,6 +64,9 @@ fn cases(peer: u16) -> Vec<Case> {
         execute("trap", "{}", "plugin trapped"),
         execute("panic", r#"{"message":"boom"}"#, "plugin trapped"),
         execute("huge_output", r#"{"bytes":5000000}"#, "output"),
+        execute("resource_flood", "{}", "host resources"),
+        // WebAssembly text (fixture-wat), uploaded before the matrix.
+        execute("table_grow", "{}", "grow a table past the limit"),
         execute("flood_log", r#"{"bytes":10000000}"#, r#""successful":true"#),
         execute("snoop", "{}", r#""env":[]"#),
         execute(
@@ -109,33 +123,43 @@ pub fn run(settings: &Settings, wrk: Duration, results: &mut Results) -> anyhow:
 
     let mut worst: (f64, &str) = (0.0, "");
     let peer = Peer::axum_hello()?;
+    let (status, text) = crate::server::upload(
+        server.port,
+        &server.key,
+        &fixture_wat::table_grow_component(),
+    )?;
+    ensure!(
+        status == 201,
+        "uploading the table fixture: {status} {text}"
+    );
     let mut matrix = cases(peer.port);
-    matrix.push(Case {
-        name: "upload_describe_trap",
-        method: "UPLOAD",
-        path: "/v1/plugins".into(),
-        body: String::new(),
-        answer: "describe failed",
-    });
+    matrix.push(upload(
+        "upload_describe_trap",
+        describe_trap,
+        "describe failed",
+    ));
+    matrix.push(upload(
+        "upload_unknown_import",
+        fixture_wat::unknown_import_component(),
+        "evil:backdoor/shell",
+    ));
     for case in &matrix {
         let stop = Arc::new(AtomicBool::new(false));
         let attacker = {
             let stop = stop.clone();
             let (port, key) = (server.port, server.key.clone());
-            let (method, path, body, answer) = (
-                case.method,
+            let (component, path, body, answer) = (
+                case.upload.clone(),
                 case.path.clone(),
                 case.body.clone(),
                 case.answer,
             );
-            let component = describe_trap.clone();
             std::thread::spawn(move || -> anyhow::Result<u64> {
                 let mut attacks = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let (status, text) = if method == "UPLOAD" {
-                        crate::server::upload(port, &key, &component)?
-                    } else {
-                        request(port, method, &path, &key, &body)?
+                    let (status, text) = match &component {
+                        Some(component) => crate::server::upload(port, &key, component)?,
+                        None => request(port, "POST", &path, &key, &body)?,
                     };
                     ensure!(
                         text.contains(answer),

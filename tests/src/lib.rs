@@ -7,6 +7,7 @@
 //! these tests; each helper says so when something is missing.
 
 pub mod exec;
+pub mod faulty;
 pub mod providers;
 pub mod server;
 pub mod smtp;
@@ -75,4 +76,37 @@ pub fn python() -> PathBuf {
         PathBuf::from,
     );
     artifact(path, "run scripts/setup-test-tools")
+}
+
+/// Sends the no-op fixture's sync executes to the server at `url` back to
+/// back until `stop`, as one steady client; panics on the first answer that
+/// is not the no-op's success. Returns how many it sent.
+pub fn steady_noop_traffic(
+    url: &str,
+    key: &str,
+    worker: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> usize {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let mut sent = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let echo = format!("steady-{worker}-{sent}");
+        let response = client
+            .post(format!("{url}/api/v2/actions/noop/execute"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({ "input": { "echo": echo } }))
+            .send()
+            .unwrap_or_else(|e| panic!("request {sent} of worker {worker} failed: {e}"));
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().expect("a JSON answer");
+        assert!(
+            status == 200 && body["successful"] == true && body["data"]["echo"] == echo.as_str(),
+            "the well-behaved plugin failed beside the faults: {status} {body}"
+        );
+        sent += 1;
+    }
+    sent
 }

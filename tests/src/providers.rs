@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::server::Server;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -111,8 +112,21 @@ struct OAuthServer {
     refreshes: u64,
     token_lifetime_secs: u64,
     fail_refresh: Option<String>,
+    /// Outages queued for the next token requests.
+    faults: VecDeque<TokenFault>,
     /// Token requests, with a note of what was wrong if anything.
     log: Vec<String>,
+}
+
+/// An outage of the token endpoint, as opposed to a refusal of the grant.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenFault {
+    /// Waits this long, then answers as usual.
+    Slow(Duration),
+    /// 503 with a load balancer's HTML page.
+    Unavailable,
+    /// 200 with something that is not a token.
+    Garbage,
 }
 
 /// The running stand-ins. Stopped on drop.
@@ -203,6 +217,11 @@ impl Providers {
     /// The lifetime (`expires_in`) of the tokens issued from now on.
     pub fn set_token_lifetime(&self, secs: u64) {
         self.lock().oauth.token_lifetime_secs = secs;
+    }
+
+    /// Queues an outage for the next request to the token endpoint.
+    pub fn fail_next_token(&self, fault: TokenFault) {
+        self.lock().oauth.faults.push_back(fault);
     }
 
     /// Makes refresh grants fail with `invalid_grant` and this description.
@@ -606,6 +625,34 @@ async fn oauth(
     uri: &Uri,
     request: &Recorded,
 ) -> Response {
+    if (method.as_str(), uri.path()) == ("POST", "/oauth/token") {
+        let fault = {
+            let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.oauth.faults.pop_front().inspect(|fault| {
+                shared.oauth.log.push(format!("outage: {fault:?}"));
+            })
+        };
+        match fault {
+            Some(TokenFault::Slow(delay)) => tokio::time::sleep(delay).await,
+            Some(TokenFault::Unavailable) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "text/html")],
+                    "<html><body>503 Service Temporarily Unavailable</body></html>",
+                )
+                    .into_response();
+            }
+            Some(TokenFault::Garbage) => {
+                return (
+                    StatusCode::OK,
+                    [("content-type", "application/json")],
+                    "{\"status\": \"ok\", \"maintenance\": tru",
+                )
+                    .into_response();
+            }
+            None => {}
+        }
+    }
     let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
     match (method.as_str(), uri.path()) {
         ("GET", "/oauth/authorize") => {
@@ -749,4 +796,65 @@ pub fn contains_secret(text: &str, secrets: &[&str]) -> Option<String> {
         .iter()
         .find(|secret| text.contains(*secret))
         .map(|s| (*s).to_owned())
+}
+
+/// An OAuth2 auth config for `crm-sync` against the stand-in's authorize
+/// and token endpoints; returns its id.
+pub fn oauth_config(server: &Server, providers: &Providers) -> String {
+    let config = server.post(
+        "/api/v1/auth-configs",
+        &json!({
+            "appName": "crm-sync",
+            "scheme": { "type": "oauth2", "client_id": CLIENT_ID, "authorize_url": providers.authorize_url(), "token_url": providers.token_url(), "scopes": ["crm.objects.contacts.write"] },
+            "clientSecret": CLIENT_SECRET,
+            "hosts": ["http://127.0.0.1:*"],
+        }),
+    );
+    config.ok()["id"].as_str().expect("id").to_owned()
+}
+
+/// Connects an account through the consent flow and returns its id.
+pub fn oauth_connect(
+    server: &Server,
+    providers: &Providers,
+    config_id: &str,
+    entity: &str,
+) -> String {
+    let started = server.post(
+        "/api/v1/connectedAccounts",
+        &json!({ "authConfigId": config_id, "entityId": entity, "metadata": { "base_url": providers.base_url } }),
+    );
+    let started = started.ok().clone();
+    assert_eq!(started["connectionStatus"], "initiated");
+    let consent = started["redirectUrl"].as_str().expect("redirectUrl");
+    assert!(consent.contains("code_challenge="), "PKCE: {consent}");
+    assert!(consent.contains("state="), "state: {consent}");
+    // The user consents at the provider, which redirects to our callback.
+    let redirect = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(consent)
+        .send()
+        .expect("authorize");
+    assert_eq!(redirect.status().as_u16(), 302);
+    let callback = redirect.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        callback.starts_with(&format!("{}/api/v1/auth/callback?", server.url)),
+        "{callback}"
+    );
+    let done = server.send(server.request("GET", callback.trim_start_matches(&server.url)));
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.json["connectionStatus"], "active");
+    assert_eq!(
+        providers.token_log().last().map(String::as_str),
+        Some("code exchanged")
+    );
+    started["connectedAccountId"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }

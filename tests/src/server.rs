@@ -20,6 +20,12 @@ pub struct Options {
     pub args: Vec<String>,
     /// Components to serve; default: the bundled plugins and the no-op fixture.
     pub plugins: Option<Vec<PathBuf>>,
+    /// Names the server resolves to these addresses, as `/etc/hosts` lines
+    /// (`"169.254.169.254 metadata.test"`): the server runs in a mount
+    /// namespace of its own (`unshare`) where a copy of `/etc/hosts` with
+    /// these lines is mounted over the real one, so that its real resolver
+    /// (getaddrinfo) answers them. Needs root, as the tests have.
+    pub hosts: Vec<String>,
 }
 
 /// A running server. Stopped (SIGKILL) on drop.
@@ -60,6 +66,17 @@ impl Answer {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON of a 200 or 201, or a panic with the answer.
+    pub fn ok(&self) -> &Value {
+        assert!(
+            self.status == 201 || self.status == 200,
+            "expected success, got {}: {}",
+            self.status,
+            self.text
+        );
+        &self.json
     }
 }
 
@@ -111,7 +128,24 @@ impl Server {
         ));
         let log = std::fs::File::create(&log_path).expect("log file");
         let port = free_port();
-        let mut command = Command::new(crate::actionhost_bin());
+        let mut command = if options.hosts.is_empty() {
+            Command::new(crate::actionhost_bin())
+        } else {
+            let hosts = temp.path().join("hosts");
+            let mut lines = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            for line in &options.hosts {
+                lines.push_str(line);
+                lines.push('\n');
+            }
+            std::fs::write(&hosts, lines).expect("write the hosts file");
+            let mut command = Command::new("unshare");
+            command
+                .args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                .arg(&hosts)
+                .arg(crate::actionhost_bin());
+            command
+        };
         command
             .arg("serve")
             .arg("--listen")

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use actionhost_tests::providers::{Fault, Providers, TOKEN};
+use actionhost_tests::providers::{Fault, Providers, TOKEN, oauth_config, oauth_connect};
 use actionhost_tests::server::{Answer, Options, Server};
 use actionhost_tests::smtp::SmtpSink;
 use serde_json::{Value, json};
@@ -1144,7 +1144,8 @@ fn a_tenant_with_a_deep_backlog_does_not_starve_another_tenants_due_action() {
 /// What the clients of one crash round were told, and by which request.
 #[derive(Default)]
 struct Acknowledged {
-    /// Created actions, with the LinkedIn body for those that send one.
+    /// Created actions, with the LinkedIn body or the email subject for
+    /// those that send one.
     created: Vec<(String, Option<String>)>,
     /// Approved actions.
     approved: Vec<String>,
@@ -1152,12 +1153,14 @@ struct Acknowledged {
     executed: Vec<String>,
 }
 
-/// One client of the crash suite's mixed load: creations, creations with an
-/// approval, and synchronous executes in turn, until `stop`, keeping what
+/// One client of the crash suite's mixed load: creations, LinkedIn messages
+/// created and approved, emails created for delivery at once, and
+/// synchronous executes in turn, until `stop`, keeping what
 /// was acknowledged. Connection errors (the kill) are expected.
 fn crash_client(
     url: &str,
     key: &str,
+    oauth: &str,
     tag: &str,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Acknowledged {
@@ -1181,7 +1184,7 @@ fn crash_client(
     let mut n = 0u32;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         n += 1;
-        match n % 3 {
+        match n % 5 {
             0 => {
                 let body = json!({ "type": "noop", "params": { "echo": format!("{tag}n{n}") }, "identity_id": "ada" });
                 if let Some(answer) = post("/v1/actions", &body)
@@ -1204,6 +1207,29 @@ fn crash_client(
                 let approve = json!({ "action": "approve" });
                 if post(&format!("/v1/actions/{id}/approve"), &approve).is_some() {
                     acked.approved.push(id);
+                }
+            }
+            2 => {
+                // An email through the SMTP peer, released at once (no
+                // approval): counted with the approved messages.
+                let subject = format!("Mail {tag}n{n}");
+                let body = json!({ "type": "send_email", "params": { "to": "bob@example.com", "subject": subject, "body": "crash suite" }, "identity_id": "ada", "require_approval": false });
+                if let Some(answer) = post("/v1/actions", &body)
+                    && let Some(id) = answer["action_id"].as_str()
+                {
+                    acked.created.push((id.to_owned(), Some(subject)));
+                    acked.approved.push(id.to_owned());
+                }
+            }
+            3 => {
+                // A CRM sync through the OAuth2 account: a token refresh,
+                // then the provider.
+                let body = json!({ "connectedAccountId": oauth, "input": { "contacts": [{ "email": format!("{tag}n{n}@example.com") }] } });
+                if let Some(answer) = post("/api/v2/actions/crm_sync/execute", &body)
+                    && answer["successful"] == true
+                    && let Some(id) = answer["logId"].as_str()
+                {
+                    acked.executed.push(id.to_owned());
                 }
             }
             _ => {
@@ -1241,8 +1267,20 @@ fn kill_9_under_mixed_load_loses_nothing_acknowledged_and_delivers_nothing_twice
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let providers = Providers::start();
+    let sink = SmtpSink::start();
     let mut server = Server::start();
     bearer_account(&server, "linkedin-message", "ada", &providers.base_url);
+    smtp_account(&server, &sink, "ada");
+    // An OAuth2 account whose tokens are refreshed on every execution (a
+    // 30 s lifetime is inside the refresh margin): the token endpoint is
+    // part of the load, and its refresh tokens must survive every crash.
+    providers.set_token_lifetime(30);
+    let oauth = oauth_connect(
+        &server,
+        &providers,
+        &oauth_config(&server, &providers),
+        "ada",
+    );
     let (mut lost, mut twice, mut bad_state, mut acknowledged) = (0, 0, 0, 0);
     let mut delivered = std::collections::HashMap::<String, usize>::new();
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
@@ -1260,7 +1298,10 @@ fn kill_9_under_mixed_load_loses_nothing_acknowledged_and_delivers_nothing_twice
             let clients: Vec<_> = (0..4)
                 .map(|c| {
                     let (url, key, stop) = (&url, &key, &stop);
-                    scope.spawn(move || crash_client(url, key, &format!("r{round}c{c}"), stop))
+                    let oauth = &oauth;
+                    scope.spawn(move || {
+                        crash_client(url, key, oauth, &format!("r{round}c{c}"), stop)
+                    })
                 })
                 .collect();
             std::thread::sleep(kill_after);
@@ -1291,6 +1332,13 @@ fn kill_9_under_mixed_load_loses_nothing_acknowledged_and_delivers_nothing_twice
     for message in messages_at(&providers) {
         let body = message["body"].as_str().unwrap_or_default().to_owned();
         *delivered.entry(body).or_default() += 1;
+    }
+    let (messages, mails) = (messages_at(&providers).len(), sink.received().len());
+    for mail in sink.received() {
+        let raw = String::from_utf8_lossy(&mail.raw);
+        if let Some(subject) = raw.lines().find_map(|l| l.strip_prefix("Subject: ")) {
+            *delivered.entry(subject.trim().to_owned()).or_default() += 1;
+        }
     }
     twice += delivered.values().filter(|&&n| n > 1).count();
     let approved: std::collections::HashSet<&String> = all.approved.iter().collect();
@@ -1330,8 +1378,20 @@ fn kill_9_under_mixed_load_loses_nothing_acknowledged_and_delivers_nothing_twice
             lost += 1;
         }
     }
+    // The OAuth2 account survived every crash: its stored refresh token
+    // still gets a token.
+    let after = server.post(
+        "/api/v2/actions/crm_sync/execute",
+        &json!({ "connectedAccountId": oauth, "input": { "contacts": [{ "email": "after@example.com" }] } }),
+    );
+    assert_eq!(
+        after.json["successful"], true,
+        "the OAuth2 account after the crashes: {}",
+        after.text
+    );
+    let refreshes = providers.refreshes();
     eprintln!(
-        "crash suite: {rounds} rounds, {acknowledged} acknowledged, {lost} lost, {twice} delivered twice, {bad_state} in a state recovery does not allow; actions by status {statuses:?}"
+        "crash suite: {rounds} rounds, {acknowledged} acknowledged, {lost} lost, {twice} delivered twice, {bad_state} in a state recovery does not allow; actions by status {statuses:?}; {messages} LinkedIn messages and {mails} emails delivered, {refreshes} OAuth2 token refreshes"
     );
     assert!(acknowledged > 0, "the load never got an answer");
     assert_eq!(lost, 0, "acknowledged actions or executions lost");

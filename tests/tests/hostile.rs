@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actionhost_tests::fixture;
 use actionhost_tests::providers::Providers;
 use actionhost_tests::server::{Answer, Options, Server};
+use actionhost_tests::{fixture, steady_noop_traffic};
 use serde_json::{Value, json};
 
 /// What one hostile execution must answer.
@@ -39,16 +39,15 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
     let stop = Arc::new(AtomicBool::new(false));
     let traffic: Vec<_> = (0..2)
         .map(|worker| {
-            let url = format!("{}/api/v2/actions/noop/execute", server.url);
-            let key = server.admin_key.clone();
+            let (url, key) = (server.url.clone(), server.admin_key.clone());
             let stop = stop.clone();
-            std::thread::spawn(move || steady_traffic(&url, &key, worker, &stop))
+            std::thread::spawn(move || steady_noop_traffic(&url, &key, worker, &stop))
         })
         .collect();
     // Let the traffic start before the first hostile call.
     std::thread::sleep(Duration::from_millis(300));
 
-    let matrix: Vec<(&str, Value, Expect)> = vec![
+    let mut matrix: Vec<(&str, Value, Expect)> = vec![
         (
             "spin",
             json!({}),
@@ -79,6 +78,11 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
             "huge_output",
             json!({ "bytes": 5_000_000 }),
             Expect::Fault("plugin_fault", "output"),
+        ),
+        (
+            "resource_flood",
+            json!({}),
+            Expect::Fault("plugin_fault", "host resources"),
         ),
         (
             "fetch",
@@ -123,6 +127,16 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
             }),
         ),
     ];
+    // Table growth needs `table.grow`, which no Rust toolchain emits: this
+    // plugin is WebAssembly text, uploaded under the same traffic.
+    let uploaded = upload(&server, fixture_wat::table_grow_component());
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text);
+    matrix.push((
+        "table_grow",
+        json!({}),
+        Expect::Fault("plugin_fault", "grow a table past the limit"),
+    ));
+
     let mut contained = 0;
     for (action, input, expect) in &matrix {
         let answer = server.post(
@@ -143,19 +157,27 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
         "the outbound flood reached the peer more often than its budget"
     );
 
-    // Components that cannot be loaded, uploaded under the same traffic.
-    for (name, reason) in [
-        ("fixture-versioned-describe-trap", "describe failed"),
-        ("fixture-wit-unknown", "actionhost:executor@0.9.0"),
+    // Components that cannot be loaded, uploaded under the same traffic: a
+    // trap inside `describe`, a contract version no host has, and an import
+    // of an interface the host does not offer.
+    for (name, bytes, reason) in [
+        (
+            "describe trap",
+            std::fs::read(fixture("fixture-versioned-describe-trap")).expect("fixture"),
+            "describe failed",
+        ),
+        (
+            "unknown contract",
+            std::fs::read(fixture("fixture-wit-unknown")).expect("fixture"),
+            "actionhost:executor@0.9.0",
+        ),
+        (
+            "unknown import",
+            fixture_wat::unknown_import_component(),
+            "evil:backdoor/shell",
+        ),
     ] {
-        let bytes = std::fs::read(fixture(name)).expect("fixture");
-        let answer = server.send(
-            server
-                .request("POST", "/v1/plugins")
-                .bearer_auth(&server.admin_key)
-                .header("content-type", "application/wasm")
-                .body(bytes),
-        );
+        let answer = upload(&server, bytes);
         assert_eq!(answer.status, 422, "{name}: {}", answer.text);
         assert!(answer.text.contains(reason), "{name}: {}", answer.text);
         contained += 1;
@@ -181,33 +203,14 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
     );
 }
 
-/// Sends the well-behaved plugin's requests back to back until `stop`;
-/// panics on the first one that fails. Returns how many it sent.
-fn steady_traffic(url: &str, key: &str, worker: usize, stop: &AtomicBool) -> usize {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let mut sent = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let echo = format!("steady-{worker}-{sent}");
-        let response = client
-            .post(url)
-            .bearer_auth(key)
-            .json(&json!({ "input": { "echo": echo } }))
-            .send()
-            .unwrap_or_else(|e| panic!("request {sent} of worker {worker} failed: {e}"));
-        let status = response.status().as_u16();
-        let body: Value = response.json().expect("a JSON answer");
-        assert!(
-            status == 200
-                && body["successful"] == json!(true)
-                && body["data"]["echo"] == json!(echo),
-            "the well-behaved plugin failed during the hostile matrix: {status} {body}"
-        );
-        sent += 1;
-    }
-    sent
+fn upload(server: &Server, bytes: Vec<u8>) -> Answer {
+    server.send(
+        server
+            .request("POST", "/v1/plugins")
+            .bearer_auth(&server.admin_key)
+            .header("content-type", "application/wasm")
+            .body(bytes),
+    )
 }
 
 fn check(action: &str, answer: &Answer, expect: &Expect) {
@@ -233,4 +236,119 @@ fn check(action: &str, answer: &Answer, expect: &Expect) {
             }
         }
     }
+}
+
+#[test]
+fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin() {
+    // Each hostile `fetch` below waits on a peer that never answers, and so
+    // holds its slot until the deadline.
+    let peer =
+        actionhost_tests::faulty::FaultyHttp::start(actionhost_tests::faulty::HttpFault::Hang);
+    let server = Server::start_with(Options {
+        plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
+        env: vec![
+            ("ACTIONHOST_LIMITS__DEADLINE".into(), "8s".into()),
+            ("ACTIONHOST_CONCURRENCY__PER_PLUGIN".into(), "4".into()),
+            ("ACTIONHOST_CONCURRENCY__PER_TENANT".into(), "2".into()),
+        ],
+        ..Options::default()
+    });
+    let tenant = |name: &str| {
+        let answer = server.post(
+            "/v1/tenants",
+            &json!({ "name": name, "admin_email": format!("ops@{name}.example") }),
+        );
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        answer.json["key"].as_str().expect("tenant key").to_owned()
+    };
+    let (noisy, quiet, third) = (server.admin_key.clone(), tenant("quiet"), tenant("third"));
+    let hang = json!({ "input": { "url": format!("{}/slow", peer.base_url) } });
+    let call = |key: &str, action: &str, body: &Value| {
+        server.call(
+            "POST",
+            &format!("/api/v2/actions/{action}/execute"),
+            Some(key),
+            Some(body),
+        )
+    };
+    let wait_for_requests = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while peer.requests() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} hanging requests arrived",
+                peer.requests()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    std::thread::scope(|scope| {
+        // The noisy tenant asks for six at once: two run, four are refused
+        // at once, and nothing of theirs reaches the peer.
+        let noisy_calls: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| call(&noisy, "fetch", &hang)))
+            .collect();
+        wait_for_requests(2);
+
+        // Another tenant is not held up, on another plugin or the same.
+        let noop = call(&quiet, "noop", &json!({ "input": { "echo": "quiet" } }));
+        assert_eq!(noop.json["successful"], true, "{}", noop.text);
+        let quiet_calls: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| call(&quiet, "fetch", &hang)))
+            .collect();
+        wait_for_requests(4);
+
+        // The plugin is full now (two tenants at two each): a third tenant
+        // is refused on it, and still served by another plugin.
+        let refused = call(&third, "fetch", &hang);
+        assert_busy(&refused, "concurrency.per_plugin");
+        assert!(refused.text.contains("fixture-hostile"), "{}", refused.text);
+        let noop = call(&third, "noop", &json!({ "input": { "echo": "third" } }));
+        assert_eq!(noop.json["successful"], true, "{}", noop.text);
+
+        let noisy: Vec<Answer> = noisy_calls
+            .into_iter()
+            .map(|c| c.join().expect("call"))
+            .collect();
+        let refused = noisy.iter().filter(|a| a.status == 429).count();
+        assert_eq!(refused, 4, "the noisy tenant's six calls: {noisy:?}");
+        for answer in noisy.iter().filter(|a| a.status == 429) {
+            assert_busy(answer, "concurrency.per_tenant");
+        }
+        for answer in noisy.iter().chain(
+            quiet_calls
+                .into_iter()
+                .map(|c| c.join().expect("call"))
+                .collect::<Vec<_>>()
+                .iter(),
+        ) {
+            if answer.status == 200 {
+                // Sent and never answered: not retried behind the user's back.
+                assert_eq!(
+                    answer.json["errorCode"], "outcome_unknown",
+                    "{}",
+                    answer.text
+                );
+            }
+        }
+    });
+    assert_eq!(peer.requests(), 4, "a refused execution reached the peer");
+
+    // The slots came back: the noisy tenant runs again.
+    let again = call(&noisy, "noop", &json!({ "input": {} }));
+    assert_eq!(again.json["successful"], true, "{}", again.text);
+}
+
+fn assert_busy(answer: &Answer, cap: &str) {
+    assert_eq!(answer.status, 429, "{}", answer.text);
+    assert_eq!(answer.json["errorCode"], "rate_limited", "{}", answer.text);
+    assert_eq!(answer.json["retryable"], true, "{}", answer.text);
+    assert_eq!(
+        answer.header("retry-after"),
+        Some("1"),
+        "{:?}",
+        answer.headers
+    );
+    assert!(answer.text.contains(cap), "{cap}: {}", answer.text);
 }

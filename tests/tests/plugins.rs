@@ -2,6 +2,7 @@
 //! against a real local peer.
 
 use actionhost_tests::exec::{ExecResult, exec, exec_with};
+use actionhost_tests::faulty::{SmtpFault, faulty_smtp};
 use actionhost_tests::providers::{Fault, Providers, TOKEN};
 use actionhost_tests::smtp::SmtpSink;
 use mail_parser::MessageParser;
@@ -443,73 +444,6 @@ fn secrets_never_appear_in_output_or_logs() {
     assert_failure(&result, "unauthorized");
     assert!(!result.json.to_string().contains(TOKEN));
     assert!(!result.stderr.contains(TOKEN), "{}", result.stderr);
-}
-
-/// How a misbehaving SMTP peer misbehaves.
-#[derive(Clone, Copy)]
-enum SmtpFault {
-    /// Accepts the connection and never says a word.
-    Hang,
-    /// Greets with something that is not SMTP.
-    Garbage,
-    /// Greets, then drops the connection.
-    ResetAfterGreeting,
-    /// Takes this long over every reply, but otherwise accepts the message.
-    Slow(std::time::Duration),
-}
-
-/// A loopback SMTP peer that misbehaves in one way for every connection.
-fn faulty_smtp(fault: SmtpFault) -> u16 {
-    use std::io::{BufRead as _, BufReader, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || match fault {
-                SmtpFault::Hang => std::thread::sleep(std::time::Duration::from_secs(120)),
-                SmtpFault::Garbage => {
-                    let _ = stream.write_all(b"\x00\xffHTTP/1.1 400 Bad Request\r\n\r\n");
-                    std::thread::sleep(std::time::Duration::from_secs(5));
-                }
-                SmtpFault::ResetAfterGreeting => {
-                    let _ = stream.write_all(b"220 peer ready\r\n");
-                }
-                SmtpFault::Slow(delay) => {
-                    let reply = |stream: &mut std::net::TcpStream, line: &str| {
-                        std::thread::sleep(delay);
-                        stream.write_all(line.as_bytes())
-                    };
-                    let _ = reply(&mut stream, "220 slow peer ready\r\n");
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                        let command = line.to_ascii_uppercase();
-                        let answer = if command.starts_with("EHLO") || command.starts_with("HELO") {
-                            "250 slow peer\r\n"
-                        } else if command.starts_with("DATA") {
-                            let _ = reply(&mut stream, "354 go on\r\n");
-                            let mut body = String::new();
-                            while reader.read_line(&mut body).is_ok_and(|n| n > 0)
-                                && !body.ends_with("\r\n.\r\n")
-                            {}
-                            "250 queued\r\n"
-                        } else if command.starts_with("QUIT") {
-                            let _ = reply(&mut stream, "221 bye\r\n");
-                            return;
-                        } else {
-                            "250 ok\r\n"
-                        };
-                        if reply(&mut stream, answer).is_err() {
-                            return;
-                        }
-                        line.clear();
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 #[test]

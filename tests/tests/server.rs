@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use actionhost_tests::providers::{self, CLIENT_ID, CLIENT_SECRET, Providers, TOKEN};
+use actionhost_tests::providers::{
+    self, CLIENT_SECRET, Providers, TOKEN, oauth_config, oauth_connect,
+};
 use actionhost_tests::server::{Answer, Options, Server};
 use actionhost_tests::smtp::SmtpSink;
 use serde_json::{Value, json};
@@ -456,60 +458,6 @@ fn provider_errors_keep_their_code_and_retryable_flag_and_a_401_expires_the_acco
     let again = execute(&server, "crm_sync", &body);
     assert_error(&again, 422, "account_expired");
     assert!(again.text.contains("expired"), "{}", again.text);
-}
-
-fn oauth_config(server: &Server, providers: &Providers) -> String {
-    let config = server.post(
-        "/api/v1/auth-configs",
-        &json!({
-            "appName": "crm-sync",
-            "scheme": { "type": "oauth2", "client_id": CLIENT_ID, "authorize_url": providers.authorize_url(), "token_url": providers.token_url(), "scopes": ["crm.objects.contacts.write"] },
-            "clientSecret": CLIENT_SECRET,
-            "hosts": ["http://127.0.0.1:*"],
-        }),
-    );
-    created(&config)["id"].as_str().expect("id").to_owned()
-}
-
-/// Connects an account through the consent flow and returns its id.
-fn oauth_connect(server: &Server, providers: &Providers, config_id: &str, entity: &str) -> String {
-    let started = server.post(
-        "/api/v1/connectedAccounts",
-        &json!({ "authConfigId": config_id, "entityId": entity, "metadata": { "base_url": providers.base_url } }),
-    );
-    let started = created(&started).clone();
-    assert_eq!(started["connectionStatus"], "initiated");
-    let consent = started["redirectUrl"].as_str().expect("redirectUrl");
-    assert!(consent.contains("code_challenge="), "PKCE: {consent}");
-    assert!(consent.contains("state="), "state: {consent}");
-    // The user consents at the provider, which redirects to our callback.
-    let redirect = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .get(consent)
-        .send()
-        .expect("authorize");
-    assert_eq!(redirect.status().as_u16(), 302);
-    let callback = redirect.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    assert!(
-        callback.starts_with(&format!("{}/api/v1/auth/callback?", server.url)),
-        "{callback}"
-    );
-    let done = server.send(server.request("GET", callback.trim_start_matches(&server.url)));
-    assert_eq!(done.status, 200, "{}", done.text);
-    assert_eq!(done.json["connectionStatus"], "active");
-    assert_eq!(
-        providers.token_log().last().map(String::as_str),
-        Some("code exchanged")
-    );
-    started["connectedAccountId"]
-        .as_str()
-        .expect("id")
-        .to_owned()
 }
 
 #[test]

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 pub use secrets::{KeySource, OpenError, SecretBox};
 
 use crate::identity::{new_id, now};
-use crate::runtime::{Credentials, Grant, HostRule, SmtpServer, SmtpTls, TokenFuture, TokenSource};
+use crate::runtime::{
+    Credentials, Grant, HostRule, SmtpServer, SmtpTls, TokenError, TokenFuture, TokenSource,
+};
 use crate::store::{IndexEntry, Record, Records, StoreError};
 
 /// Refresh an OAuth2 token this long before it expires.
@@ -309,6 +311,10 @@ pub enum AccountError {
     /// The account cannot be used.
     #[error("{0}")]
     Expired(String),
+    /// The provider's token endpoint could not give a token now; the
+    /// account is fine.
+    #[error("{0}")]
+    Unavailable(String),
     /// The object is in a state that forbids this.
     #[error("{0}")]
     Conflict(String),
@@ -403,6 +409,7 @@ struct Inner {
     records: Records,
     secrets: SecretBox,
     callback_url: String,
+    token_timeout: Duration,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -422,12 +429,20 @@ fn parse_input<T: serde::de::DeserializeOwned>(
 
 impl Accounts {
     /// The service; `callback_url` is this server's OAuth2 callback.
-    pub fn new(records: Records, secrets: SecretBox, callback_url: String) -> Self {
+    /// `token_timeout` bounds each exchange with a provider's token
+    /// endpoint, connection included.
+    pub fn new(
+        records: Records,
+        secrets: SecretBox,
+        callback_url: String,
+        token_timeout: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 records,
                 secrets,
                 callback_url,
+                token_timeout,
                 refreshing: Mutex::new(HashMap::new()),
             }),
         }
@@ -717,6 +732,7 @@ impl Accounts {
             token_url: token_url.clone(),
             redirect_url: self.inner.callback_url.clone(),
             scopes: scopes.clone(),
+            timeout: self.inner.token_timeout,
         })
     }
 
@@ -993,7 +1009,13 @@ impl Accounts {
                 let token = if near_expiry {
                     self.refresh(&account.id, None)
                         .await
-                        .map_err(AccountError::Expired)?
+                        .map_err(|err| match err {
+                            TokenError::Rejected(reason) => AccountError::Expired(reason),
+                            TokenError::Unavailable(reason) => AccountError::Unavailable(format!(
+                                "the access token of connected account {} is about to expire and could not be refreshed: {reason}; the account stays active, try again later",
+                                account.id
+                            )),
+                        })?
                 } else {
                     SecretString::from(access_token)
                 };
@@ -1017,12 +1039,15 @@ impl Accounts {
     /// Refreshes an account's OAuth2 token. With `rejected`, only if that is
     /// still the current token (another execution may have refreshed it);
     /// without, only if it is about to expire. One refresh per account at a
-    /// time; a failure marks the account `expired` with the provider's reason.
+    /// time. The provider's refusal of the grant marks the account
+    /// `expired` with its reason; an outage of the token endpoint leaves
+    /// the account as it is.
     async fn refresh(
         &self,
         account_id: &str,
         rejected: Option<&str>,
-    ) -> std::result::Result<SecretString, String> {
+    ) -> std::result::Result<SecretString, TokenError> {
+        let unavailable = |err: &dyn std::fmt::Display| TokenError::Unavailable(err.to_string());
         let lock = {
             let mut locks = self
                 .inner
@@ -1036,23 +1061,27 @@ impl Accounts {
             .inner
             .records
             .get::<ConnectedAccount>(account_id)
-            .map_err(|err| err.to_string())?
-            .ok_or_else(|| format!("connected account {account_id} no longer exists"))?;
+            .map_err(|err| unavailable(&err))?
+            .ok_or_else(|| {
+                TokenError::Rejected(format!("connected account {account_id} no longer exists"))
+            })?;
         if account.status != AccountStatus::Active {
-            return Err(format!(
+            return Err(TokenError::Rejected(format!(
                 "connected account {account_id} is {:?}: {}",
                 account.status,
                 account.status_reason.as_deref().unwrap_or("reconnect it")
-            ));
+            )));
         }
         let Some(AccountSecret::OAuth2 {
             access_token,
             refresh_token,
-        }) = self.open_secret(&account).map_err(|err| err.to_string())?
+        }) = self
+            .open_secret(&account)
+            .map_err(|err| unavailable(&err))?
         else {
-            return Err(format!(
+            return Err(TokenError::Rejected(format!(
                 "connected account {account_id} has no oauth2 token"
-            ));
+            )));
         };
         let still_current = match rejected {
             Some(rejected) => rejected == access_token,
@@ -1065,7 +1094,7 @@ impl Accounts {
         }
         let fail = |reason: String| {
             let _ = self.set_status(account_id, AccountStatus::Expired, Some(reason.clone()));
-            reason
+            TokenError::Rejected(reason)
         };
         let Some(refresh_token) = refresh_token else {
             return Err(fail(
@@ -1074,13 +1103,21 @@ impl Accounts {
         };
         let config = self
             .auth_config(&account.tenant_id, &account.auth_config_id)
-            .map_err(|err| err.to_string())?;
-        let settings = self.oauth_client(&config).map_err(|err| err.to_string())?;
+            .map_err(|err| unavailable(&err))?;
+        let settings = self
+            .oauth_client(&config)
+            .map_err(|err| TokenError::Rejected(err.to_string()))?;
         let tokens = match oauth::refresh(&settings, &refresh_token).await {
             Ok(tokens) => tokens,
-            Err(reason) => {
-                tracing::warn!(account = account_id, %reason, "token refresh failed; account expired");
+            Err(TokenError::Rejected(reason)) => {
+                tracing::warn!(account = account_id, %reason, "the provider refused the token refresh; account expired");
                 return Err(fail(format!("token refresh failed: {reason}")));
+            }
+            Err(TokenError::Unavailable(reason)) => {
+                tracing::warn!(account = account_id, %reason, "token refresh failed; the account stays active");
+                return Err(TokenError::Unavailable(format!(
+                    "token refresh failed: {reason}"
+                )));
             }
         };
         let fresh = tokens.access_token.clone();
@@ -1100,12 +1137,12 @@ impl Accounts {
                 a.updated_at = now();
                 Ok(())
             })
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| unavailable(&err))?;
         self.inner
             .records
             .durable()
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| unavailable(&err))?;
         tracing::info!(account = account_id, "refreshed an oauth2 token");
         Ok(SecretString::from(fresh))
     }

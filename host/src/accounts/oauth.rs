@@ -1,16 +1,17 @@
 //! The OAuth2 authorization-code flow with PKCE, and token refresh, through
 //! the `oauth2` crate over the host's own HTTP client.
 
+use std::future::Future;
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse,
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
     TokenResponse, TokenUrl,
 };
 
-use crate::runtime::{FetchError, fetch};
+use crate::runtime::{FetchError, TokenError, fetch};
 
 /// What a provider's token endpoint gave.
 pub struct Tokens {
@@ -36,25 +37,47 @@ pub struct ClientSettings {
     pub redirect_url: String,
     /// Scopes to ask for.
     pub scopes: Vec<String>,
+    /// The whole exchange with the token endpoint, connection included.
+    pub timeout: Duration,
 }
 
-async fn send(request: HttpRequest) -> Result<HttpResponse, FetchError> {
-    fetch(request, Duration::from_secs(30)).await
+/// The host's HTTP client for the token endpoint, within `timeout`.
+fn sender(
+    timeout: Duration,
+) -> impl Fn(
+    HttpRequest,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, FetchError>> + Send>> {
+    move |request| Box::pin(fetch(request, timeout))
 }
 
-fn describe<E: std::error::Error>(
+/// What a failed token request means for the account: only the provider's
+/// own refusal of the grant is final; an outage, a timeout or an answer
+/// that is not a token says nothing about the account.
+fn classify<E: std::error::Error>(
     err: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
-) -> String {
+) -> TokenError {
     match err {
-        RequestTokenError::ServerResponse(response) => match response.error_description() {
-            Some(description) => format!("{}: {description}", response.error()),
-            None => response.error().to_string(),
-        },
-        RequestTokenError::Request(err) => format!("token endpoint unreachable: {err}"),
-        RequestTokenError::Parse(err, _) => {
-            format!("token endpoint answered something else than a token: {err}")
+        RequestTokenError::ServerResponse(response) => {
+            let text = match response.error_description() {
+                Some(description) => format!("{}: {description}", response.error()),
+                None => response.error().to_string(),
+            };
+            match response.error() {
+                BasicErrorResponseType::Extension(code)
+                    if code == "temporarily_unavailable" || code == "server_error" =>
+                {
+                    TokenError::Unavailable(format!("the token endpoint answered {text}"))
+                }
+                _ => TokenError::Rejected(text),
+            }
         }
-        RequestTokenError::Other(message) => message,
+        RequestTokenError::Request(err) => {
+            TokenError::Unavailable(format!("token endpoint unreachable: {err}"))
+        }
+        RequestTokenError::Parse(err, _) => TokenError::Unavailable(format!(
+            "token endpoint answered something else than a token: {err}"
+        )),
+        RequestTokenError::Other(message) => TokenError::Unavailable(message),
     }
 }
 
@@ -109,19 +132,20 @@ pub async fn exchange_code(
     let response = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
-        .request_async(&send)
+        .request_async(&sender(settings.timeout))
         .await
-        .map_err(describe)?;
+        .map_err(|err| classify(err).to_string())?;
     Ok(tokens(&response))
 }
 
 /// Trades a refresh token for a new access token.
-pub async fn refresh(settings: &ClientSettings, refresh_token: &str) -> Result<Tokens, String> {
-    let client = client!(settings);
+pub async fn refresh(settings: &ClientSettings, refresh_token: &str) -> Result<Tokens, TokenError> {
+    let client =
+        (|| -> Result<_, String> { Ok(client!(settings)) })().map_err(TokenError::Rejected)?;
     let response = client
         .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
-        .request_async(&send)
+        .request_async(&sender(settings.timeout))
         .await
-        .map_err(describe)?;
+        .map_err(classify)?;
     Ok(tokens(&response))
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, IdempotencyKey, need};
 use crate::accounts::{InlineAuth, Lookup};
 use crate::actions::{Claim, StoredResponse};
-use crate::executions::{ExecuteCommand, ExecutionStatus};
+use crate::executions::{Admission, ExecuteCommand, ExecutionStatus};
 use crate::runtime::AuthScheme;
 
 /// `ActionExecutionReqDTO`.
@@ -104,6 +104,8 @@ pub struct ExecuteResponse {
         (status = 200, body = ExecuteResponse, description = "The action ran; `successful` says how it went"),
         (status = 404, body = super::ErrorBody, description = "Unknown action"),
         (status = 422, body = super::ErrorBody, description = "Invalid params, or no usable account"),
+        (status = 429, body = super::ErrorBody, description = "The tenant or the plugin already runs as many executions as its concurrency cap allows; retry after `Retry-After` seconds", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, body = super::ErrorBody, description = "Nothing ran and may be tried again: the plugins are still loading (`unavailable`), or the account's OAuth2 token is about to expire and its token endpoint did not give a new one (`transient`; the account stays active)"),
     ),
     security(("bearer" = ["actions:execute"]), ("api_key" = ["actions:execute"]))
 )]
@@ -172,6 +174,8 @@ pub async fn actions_execute(
             trace: body.allow_tracing,
             session_info,
             idempotency_key: keyed.as_ref().map(|k| k.key.clone()),
+            // The client waits on the answer: at a cap, it hears so at once.
+            admission: Admission::Refuse,
             ..ExecuteCommand::new(tenant, action, params)
         })
         .await;

@@ -257,7 +257,8 @@ pub struct ErrorBody {
     error: String,
     /// The taxonomy's code: `invalid_input`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `account_required`, `account_ambiguous`,
-    /// `account_expired`, `payload_too_large`, `unavailable`, `internal`.
+    /// `account_expired`, `payload_too_large`, `rate_limited`, `unavailable`,
+    /// `internal`.
     error_code: &'static str,
     /// Whether the same request may succeed later.
     retryable: bool,
@@ -279,6 +280,8 @@ pub struct ApiError {
     retryable: bool,
     fields: Vec<FieldError>,
     candidates: Vec<String>,
+    /// Seconds for a `Retry-After` header.
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -291,6 +294,7 @@ impl ApiError {
             retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
             fields: Vec::new(),
             candidates: Vec::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -335,7 +339,13 @@ impl IntoResponse for ApiError {
             errors: self.fields,
             candidates: self.candidates,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -399,6 +409,9 @@ impl From<AccountError> for ApiError {
             AccountError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
+            AccountError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "transient", message)
+            }
             AccountError::Sealed(err) => ApiError::internal(err),
             AccountError::Store(err) => err.into(),
         }
@@ -427,6 +440,14 @@ impl From<PipelineError> for ApiError {
             PipelineError::NotApproved { .. } | PipelineError::AwaitingApproval => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
             }
+            PipelineError::Busy(busy) => ApiError {
+                retry_after_secs: Some(crate::executions::BUSY_RETRY_AFTER_MS.div_ceil(1000)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    busy.to_string(),
+                )
+            },
             PipelineError::Account(err) => err.into(),
             PipelineError::Store(err) => err.into(),
         }

@@ -7,6 +7,8 @@
 //! on disk before the caller hears the result. Composio's `logId` and
 //! `GET /v1/executions/{id}` name that record.
 
+pub mod gate;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +22,8 @@ use crate::runtime::{
     OutboundCall, Plugin, ValidatedInstance,
 };
 use crate::store::{IndexEntry, Record, Records, StoreError};
+
+pub use self::gate::{Busy, ConcurrencyConfig, Gate, Slot};
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -164,6 +168,20 @@ pub struct ExecuteCommand {
     /// For an action that needs approval: the hash of the approved params
     /// (empty when none was given). The pipeline refuses anything else.
     pub approved_hash: Option<String>,
+    /// What to do when the tenant or the plugin is at its concurrency cap.
+    pub admission: Admission,
+}
+
+/// What an execution does when its tenant or plugin is at its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// Wait for a slot: a stored action, which runs in the background or
+    /// has already been claimed.
+    #[default]
+    Wait,
+    /// Refuse at once with [`PipelineError::Busy`]: a synchronous request
+    /// whose client can retry.
+    Refuse,
 }
 
 impl ExecuteCommand {
@@ -190,6 +208,7 @@ impl ExecuteCommand {
             idempotency_key: None,
             execution_id: None,
             approved_hash: None,
+            admission: Admission::Wait,
         }
     }
 }
@@ -242,6 +261,9 @@ pub enum PipelineError {
         /// The hash of the params about to run.
         actual: String,
     },
+    /// The tenant or the plugin is at its concurrency cap.
+    #[error(transparent)]
+    Busy(#[from] Busy),
     /// The record could not be stored.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -261,13 +283,14 @@ impl PipelineError {
             Self::Account(AccountError::Invalid(_)) => ("invalid_input", false),
             Self::Account(_) | Self::Store(_) => ("transient", true),
             Self::Unavailable(_) => ("unavailable", true),
+            Self::Busy(_) => ("rate_limited", true),
             Self::NotApproved { .. } | Self::AwaitingApproval => ("conflict", false),
         };
         ErrorInfo {
             code: code.into(),
             message: self.to_string(),
             retryable,
-            retry_after_ms: None,
+            retry_after_ms: matches!(self, Self::Busy(_)).then_some(BUSY_RETRY_AFTER_MS),
             fault: None,
             fields: match self {
                 Self::InvalidParams(fields) => fields.clone(),
@@ -289,6 +312,9 @@ impl From<ResolveError> for PipelineError {
     }
 }
 
+/// How long a client refused at a concurrency cap is asked to wait.
+pub const BUSY_RETRY_AFTER_MS: u64 = 1000;
+
 /// An execution checked and ready to run: [`Pipeline::prepare`]'s result.
 pub struct Prepared {
     plugin: Plugin,
@@ -301,6 +327,9 @@ pub struct Prepared {
     /// The instance whose `validate` accepted the params, which `execute`
     /// then runs in: one instantiation per execution instead of two.
     validated: Option<ValidatedInstance>,
+    /// The execution's place under the concurrency caps, held until the
+    /// plugin returns.
+    slot: Slot,
 }
 
 /// The one execution pipeline.
@@ -309,15 +338,22 @@ pub struct Pipeline {
     registry: PluginRegistry,
     accounts: Accounts,
     records: Records,
+    gate: Gate,
 }
 
 impl Pipeline {
-    /// A pipeline over these parts.
-    pub fn new(registry: PluginRegistry, accounts: Accounts, records: Records) -> Self {
+    /// A pipeline over these parts, with `concurrency`'s caps.
+    pub fn new(
+        registry: PluginRegistry,
+        accounts: Accounts,
+        records: Records,
+        concurrency: ConcurrencyConfig,
+    ) -> Self {
         Self {
             registry,
             accounts,
             records,
+            gate: Gate::new(concurrency),
         }
     }
 
@@ -351,6 +387,14 @@ impl Pipeline {
         let manifest = plugin.manifest();
         let Some(info) = manifest.action_type(&command.action_type) else {
             return Err(vec![self.unknown(&command.action_type)]);
+        };
+        // Held from here: `validate` below already runs in an instance.
+        let slot = match command.admission {
+            Admission::Refuse => self
+                .gate
+                .try_enter(&command.tenant_id, &manifest.name)
+                .map_err(|busy| vec![busy.into()])?,
+            Admission::Wait => self.gate.enter(&command.tenant_id, &manifest.name).await,
         };
         let needs_account = info
             .auth_schemes
@@ -446,6 +490,7 @@ impl Pipeline {
             inline_metadata,
             command,
             validated,
+            slot,
         })
     }
 
@@ -493,6 +538,7 @@ impl Pipeline {
             inline_metadata,
             command,
             validated,
+            slot,
         } = prepared;
         let manifest = plugin.manifest();
         let id = command
@@ -534,6 +580,7 @@ impl Pipeline {
             reuse_key: account.as_ref().filter(|_| !inline).map(|a| a.id.clone()),
         };
         let result = plugin.execute_in(request, Arc::new(grant), validated).await;
+        drop(slot);
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, output, mut error, log): (_, _, _, ExecutionLog) = match result {
             Ok(execution) => match execution.outcome {
@@ -567,14 +614,34 @@ impl Pipeline {
 
         // A request that went out and got no answer may have been processed:
         // for a type that is not idempotent, that is not a failure to retry.
+        // For an idempotent one it is: a provider that hung past the
+        // deadline is the provider's fault, not the plugin's.
+        let unanswered = log
+            .outbound
+            .iter()
+            .rev()
+            .find(|c| c.sent && c.status.is_none());
+        if idempotent
+            && let Some(failure) = &mut error
+            && failure.fault.as_deref() == Some("deadline_exceeded")
+            && let Some(call) = unanswered
+        {
+            *failure = ErrorInfo {
+                code: "transient".into(),
+                message: format!(
+                    "{} {}{} got no answer before the deadline ({}); the action type is idempotent, so it may be tried again",
+                    call.method, call.host, call.path, failure.message
+                ),
+                retryable: true,
+                retry_after_ms: None,
+                fault: failure.fault.clone(),
+                fields: Vec::new(),
+            };
+        }
         if !idempotent
             && let Some(failure) = &mut error
             && failure.code != "rate_limited"
-            && let Some(call) = log
-                .outbound
-                .iter()
-                .rev()
-                .find(|c| c.sent && c.status.is_none())
+            && let Some(call) = unanswered
         {
             *failure = ErrorInfo {
                 code: "outcome_unknown".into(),

@@ -17,7 +17,21 @@ use serde::Deserialize;
 use super::types::HostRule;
 
 /// A future returning a token, for the object-safe [`TokenSource`].
-pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<SecretString, String>> + Send + 'a>>;
+pub type TokenFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SecretString, TokenError>> + Send + 'a>>;
+
+/// Why no access token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The provider refused the grant (a revoked or invalid refresh token,
+    /// a client it no longer knows): the account must be connected again.
+    #[error("{0}")]
+    Rejected(String),
+    /// The token endpoint could not be reached in time or answered
+    /// something that is not a token: the account is fine, try again later.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// An OAuth2 access token that the host can refresh while an execution runs.
 ///

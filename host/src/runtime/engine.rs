@@ -45,6 +45,11 @@ pub fn build(config: &RuntimeConfig) -> wasmtime::Result<(Engine, Allocator)> {
         .max_tables_per_component(32)
         .max_core_instances_per_component(64)
         .max_memory_size(config.max_memory_bytes)
+        // A table slot as large as the limit a plugin may grow to, so that
+        // hitting the limit is the limiter's refusal (reported as
+        // `table_limit`) and never the pool's silent one (wasmtime's default
+        // slot is 20,000 elements).
+        .table_elements(config.limits.table_elements)
         // A store's teardown resets its slots. By default that is an
         // `madvise` per slot, whose TLB shootdown interrupts every core and
         // whose pages fault back in on the next instantiation: about 4% of

@@ -65,7 +65,9 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::CacheOutcome;
-pub use credentials::{Credentials, Grant, SmtpServer, SmtpTls, TokenFuture, TokenSource};
+pub use credentials::{
+    Credentials, Grant, SmtpServer, SmtpTls, TokenError, TokenFuture, TokenSource,
+};
 pub use engine::Allocator;
 pub use log::{ExecutionLog, LogLevel, LogLine, LogSource, OutboundCall};
 pub use outbound::{FetchError, Responder, fetch, is_public};
@@ -91,6 +93,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Largest table of an instance, in elements (default 100,000).
     pub table_elements: usize,
+    /// Most host resources (HTTP requests, headers, streams, pollables) an
+    /// instance may hold at once (default 10,000). Each lives in the host's
+    /// memory, not the guest's, so `memory_bytes` does not bound them.
+    pub resource_handles: usize,
     /// Wall-clock deadline of one call (default 30 s).
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
@@ -116,6 +122,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 << 20,
             table_elements: 100_000,
+            resource_handles: 10_000,
             deadline: Duration::from_secs(30),
             fuel: None,
             max_params_bytes: 1 << 20,

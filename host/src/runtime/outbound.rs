@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::credentials::{Credentials, Grant, TokenSource};
+use super::credentials::{Credentials, Grant, TokenError, TokenSource};
 use super::log::{LogLevel, LogSink, LogSource, OutboundCall};
 use super::types::{HostRule, default_port};
 
@@ -337,7 +337,17 @@ async fn send_refreshable(
     );
     match source.refresh(&token).await {
         Ok(fresh) => deliver(build(&fresh)?, route).await,
-        Err(reason) => {
+        // The provider is fine and so is the account: the replay never
+        // went out, and may be tried again later.
+        Err(TokenError::Unavailable(reason)) => {
+            route.log.push(
+                LogLevel::Warn,
+                LogSource::Host,
+                &format!("token refresh failed, the request is not replayed: {reason}"),
+            );
+            Err(HttpError::DestinationUnavailable)
+        }
+        Err(TokenError::Rejected(reason)) => {
             route.log.push(
                 LogLevel::Warn,
                 LogSource::Host,

@@ -137,6 +137,12 @@ pub enum FaultKind {
         /// The limit in elements.
         limit_elements: usize,
     },
+    /// The guest held more host resources (requests, headers, streams)
+    /// than allowed.
+    ResourceLimit {
+        /// The limit in handles.
+        limit_handles: usize,
+    },
     /// The guest ran out of CPU fuel.
     OutOfFuel,
     /// The guest's stack overflowed.
@@ -172,6 +178,7 @@ impl FaultKind {
             Self::Deadline { .. } => "deadline_exceeded",
             Self::MemoryLimit { .. } => "memory_limit",
             Self::TableLimit { .. } => "table_limit",
+            Self::ResourceLimit { .. } => "resource_limit",
             Self::OutOfFuel => "out_of_fuel",
             Self::StackOverflow => "stack_overflow",
             Self::Trap { .. } => "trap",
@@ -202,6 +209,10 @@ impl fmt::Display for FaultKind {
                     "plugin tried to grow a table past the limit of {limit_elements} elements"
                 )
             }
+            Self::ResourceLimit { limit_handles } => write!(
+                f,
+                "plugin held more than the limit of {limit_handles} host resources (requests, headers, streams) at once"
+            ),
             Self::OutOfFuel => write!(f, "plugin ran out of cpu fuel"),
             Self::StackOverflow => write!(f, "plugin overflowed its stack"),
             Self::Trap { message } => write!(f, "plugin trapped: {message}"),
@@ -343,6 +354,9 @@ pub(super) async fn load(
         .limits
         .unwrap_or_else(|| runtime.config.limits.clone());
     limits.memory_bytes = limits.memory_bytes.min(runtime.config.max_memory_bytes);
+    limits.table_elements = limits
+        .table_elements
+        .min(runtime.config.limits.table_elements);
 
     let describe_limits = Limits {
         deadline: limits.deadline.min(DESCRIBE_DEADLINE),
@@ -820,6 +834,11 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> FaultK
     if state.limiter.table_hit {
         return FaultKind::TableLimit {
             limit_elements: limits.table_elements,
+        };
+    }
+    if err.is::<wasmtime::component::ResourceTableError>() {
+        return FaultKind::ResourceLimit {
+            limit_handles: limits.resource_handles,
         };
     }
     match err.downcast_ref::<Trap>() {

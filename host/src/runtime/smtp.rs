@@ -1,21 +1,32 @@
 //! The `smtp` host interface: relays a plugin-built message through the
-//! connected account's SMTP server with lettre.
+//! connected account's SMTP server with lettre's connection API.
 //!
 //! The server's address is resolved and checked like any outbound HTTP
 //! destination (no private addresses unless the operator allows them), and
 //! lettre connects to the checked address while verifying TLS against the
 //! configured host name.
+//!
+//! The session runs step by step rather than through lettre's transport so
+//! that the host knows where a failure happened: until the server has
+//! accepted `DATA`, nothing can be delivered and a failure is safe to retry;
+//! once the message is on its way, a connection that drops or a reply that
+//! never comes leaves the message possibly delivered. That exchange is noted
+//! in the execution's outbound log as sent and, without a reply, unanswered,
+//! which the pipeline reports as `outcome_unknown` for a type that is not
+//! idempotent, exactly as for an HTTP request.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use lettre::address::{Address, Envelope};
-use lettre::transport::smtp::authentication::Credentials as SmtpLogin;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials as SmtpLogin, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::ExposeSecret;
 
 use super::credentials::{SmtpServer, SmtpTls};
-use super::log::{LogLevel, LogSink, LogSource};
+use super::log::{LogLevel, LogSink, LogSource, OutboundCall};
 use super::outbound::is_public;
 
 /// Why a relay failed, as the WIT `smtp-error` variant sees it.
@@ -75,26 +86,6 @@ impl SmtpRelay {
                 .map_err(RelayError::Permanent);
         }
         let address = self.resolve(server).await?;
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
-                .port(server.port)
-                .timeout(Some(self.timeout));
-        let tls = |host: &str| {
-            TlsParameters::new(host.to_owned())
-                .map_err(|err| RelayError::Permanent(format!("tls setup for {host}: {err}")))
-        };
-        builder = match server.tls {
-            SmtpTls::None => builder.tls(Tls::None),
-            SmtpTls::Starttls => builder.tls(Tls::Required(tls(&server.host)?)),
-            SmtpTls::Tls => builder.tls(Tls::Wrapper(tls(&server.host)?)),
-        };
-        if let (Some(username), Some(password)) = (&server.username, &server.password) {
-            builder = builder.credentials(SmtpLogin::new(
-                username.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
-        let transport = builder.build();
         self.log.push(
             LogLevel::Debug,
             LogSource::Host,
@@ -106,26 +97,176 @@ impl SmtpRelay {
                 server.port
             ),
         );
-        match transport.send_raw(&envelope, message).await {
+        let started = Instant::now();
+        let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let call = |path: &str, sent: bool| OutboundCall {
+            method: "SMTP".into(),
+            host: format!("{}:{}", server.host, server.port),
+            path: path.into(),
+            status: None,
+            duration_ms: elapsed_ms(),
+            sent,
+        };
+
+        // Up to the server's go-ahead for the message, nothing can be
+        // delivered: any failure here may simply be tried again.
+        let mut connection = match self.open(server, address, &envelope, message).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                self.log.record_call(call("MAIL", false));
+                self.log
+                    .push(LogLevel::Warn, LogSource::Host, &format!("smtp: {error:?}"));
+                return Err(error);
+            }
+        };
+
+        // Noted as sent before the first byte of the message goes out, so
+        // that an execution cut short while it waits still shows it.
+        // Not under the step timeout: a large message takes as long as it
+        // takes, within the execution's deadline.
+        let slot = self.log.record_call(call("DATA", true));
+        let (status, outcome) = match connection.message(message).await {
             Ok(response) => {
+                let code = u16::from(response.code());
                 let reply = format!(
-                    "{} {}",
-                    response.code(),
+                    "{code} {}",
                     response.message().collect::<Vec<_>>().join(" ")
                 );
+                (Some(code), Ok(reply))
+            }
+            // A negative reply is an answer: the server will not deliver
+            // it. A dropped connection is none.
+            Err(err) => (err.status().map(u16::from), Err(classify(&err))),
+        };
+        self.log.settle_call(slot, status, elapsed_ms());
+        match outcome {
+            Ok(reply) => {
                 self.log.push(
                     LogLevel::Debug,
                     LogSource::Host,
                     &format!("smtp: accepted: {reply}"),
                 );
+                // The message is accepted; a failed goodbye changes nothing.
+                let _ = tokio::time::timeout(self.timeout, connection.command(Quit)).await;
                 Ok(reply)
             }
-            Err(err) => {
-                let error = classify(&err);
-                self.log
-                    .push(LogLevel::Warn, LogSource::Host, &format!("smtp: {error:?}"));
+            Err(error) => {
+                let unanswered = if status.is_none() {
+                    " (the server may have received the message)"
+                } else {
+                    ""
+                };
+                self.log.push(
+                    LogLevel::Warn,
+                    LogSource::Host,
+                    &format!("smtp: {error:?}{unanswered}"),
+                );
                 Err(error)
             }
+        }
+    }
+
+    /// Connects, greets, secures, authenticates and sends the envelope,
+    /// up to the server's `354` go-ahead for the message.
+    async fn open(
+        &self,
+        server: &SmtpServer,
+        address: std::net::SocketAddr,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<AsyncSmtpConnection, RelayError> {
+        let tls = || {
+            TlsParameters::new(server.host.clone()).map_err(|err| {
+                RelayError::Permanent(format!("tls setup for {}: {err}", server.host))
+            })
+        };
+        let hello = ClientId::default();
+        let wrapper = match server.tls {
+            SmtpTls::Tls => Some(tls()?),
+            SmtpTls::None | SmtpTls::Starttls => None,
+        };
+        let mut connection = self
+            .step(
+                "connect",
+                AsyncSmtpConnection::connect_tokio1(
+                    address,
+                    Some(self.timeout),
+                    &hello,
+                    wrapper,
+                    None,
+                ),
+            )
+            .await?;
+        if matches!(server.tls, SmtpTls::Starttls) {
+            let parameters = tls()?;
+            self.step("starttls", connection.starttls(parameters, &hello))
+                .await?;
+        }
+        if let (Some(username), Some(password)) = (&server.username, &server.password) {
+            let login = SmtpLogin::new(username.clone(), password.expose_secret().to_owned());
+            self.step(
+                "authentication",
+                connection.auth(&[Mechanism::Plain, Mechanism::Login], &login),
+            )
+            .await?;
+        }
+        let mut options = Vec::new();
+        let all_ascii = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .all(|address| AsRef::<str>::as_ref(address).is_ascii());
+        if !all_ascii {
+            if !connection
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
+                return Err(RelayError::Permanent(
+                    "an address is not ASCII and the server does not offer SMTPUTF8".into(),
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            if !connection
+                .server_info()
+                .supports_feature(Extension::EightBitMime)
+            {
+                return Err(RelayError::Permanent(
+                    "the message is not ASCII and the server does not offer 8BITMIME".into(),
+                ));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        self.step(
+            "MAIL FROM",
+            connection.command(Mail::new(envelope.from().cloned(), options)),
+        )
+        .await?;
+        for recipient in envelope.to() {
+            self.step(
+                "RCPT TO",
+                connection.command(Rcpt::new(recipient.clone(), Vec::new())),
+            )
+            .await?;
+        }
+        self.step("DATA", connection.command(Data)).await?;
+        Ok(connection)
+    }
+
+    /// One step of the session within the step timeout.
+    async fn step<T>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    ) -> Result<T, RelayError> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(&err)),
+            Err(_) => Err(RelayError::Transient(format!(
+                "smtp {what}: no reply within {} ms",
+                self.timeout.as_millis()
+            ))),
         }
     }
 

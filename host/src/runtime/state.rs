@@ -45,10 +45,14 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        // Host resources live in the host's memory: without a cap of our own,
+        // wasmtime's (a million entries) would let one instance take gigabytes.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.resource_handles);
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table,
             smtp: SmtpRelay::new(limits, &policy, &grant, log.clone()),
             signing_secret: grant.credentials.signing_secret().cloned(),
             hooks: OutboundHooks::new(policy, grant, log.clone()),

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::SchedulerConfig;
+use crate::executions::ConcurrencyConfig;
 use crate::runtime::{Limits, ReuseConfig};
 
 /// How logs are written.
@@ -77,6 +78,9 @@ pub struct ServeConfig {
     pub reuse: ReuseConfig,
     /// The scheduler, retries and idempotency keys (`[scheduler]`).
     pub scheduler: SchedulerConfig,
+    /// Executions running at once per plugin and per tenant
+    /// (`[concurrency]`: `per_plugin`, `per_tenant`).
+    pub concurrency: ConcurrencyConfig,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("extra_hosts", &self.extra_hosts)
             .field("allowed_plugin_sha256", &self.allowed_plugin_sha256)
             .field("scheduler", &self.scheduler)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +128,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             reuse: ReuseConfig::default(),
             scheduler: SchedulerConfig::default(),
+            concurrency: ConcurrencyConfig::default(),
         }
     }
 }
@@ -170,6 +176,7 @@ const SETTINGS: &[&str] = &[
     "limits",
     "reuse",
     "scheduler",
+    "concurrency",
 ];
 
 impl ServeConfig {
@@ -203,6 +210,7 @@ impl ServeConfig {
         config
             .scheduler
             .check()
+            .and_then(|()| config.concurrency.check())
             .map_err(|message| format!("invalid configuration: {message}"))?;
         let mut config = config;
         for (n, hash) in config.allowed_plugin_sha256.iter_mut().enumerate() {

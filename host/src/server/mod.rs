@@ -131,8 +131,15 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         records.clone(),
         secrets,
         format!("{}/api/v1/auth/callback", public_url.trim_end_matches('/')),
+        // A token exchange gets what a whole execution gets.
+        config.limits.deadline,
     );
-    let pipeline = Pipeline::new(registry.clone(), accounts.clone(), records.clone());
+    let pipeline = Pipeline::new(
+        registry.clone(),
+        accounts.clone(),
+        records.clone(),
+        config.concurrency,
+    );
     let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
     // Read before the first request can start an action.
     let interrupted = actions.interrupted()?;

@@ -1,0 +1,260 @@
+//! Caps on executions running at once, per plugin and per tenant, so that
+//! one noisy tenant or one slow plugin cannot take every instance slot.
+//!
+//! An execution holds a [`Slot`] from the start of its checks (the plugin's
+//! `validate` already runs in an instance) until its plugin returns. A
+//! synchronous request that finds its tenant or its plugin at the cap is
+//! refused at once (429, retry later); stored actions, whose callers are
+//! not waiting on an answer from the plugin, wait for a slot instead.
+//!
+//! A tenant may hold at most `per_tenant` slots. With `per_tenant` below
+//! `per_plugin`, one tenant can therefore never fill a plugin: the rest of
+//! the plugin's slots stay for the other tenants.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// The caps (`[concurrency]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConcurrencyConfig {
+    /// Executions of one plugin at once, all tenants together (default 256).
+    pub per_plugin: usize,
+    /// Executions of one tenant at once, all plugins together (default 128).
+    pub per_tenant: usize,
+}
+
+impl Default for ConcurrencyConfig {
+    fn default() -> Self {
+        Self {
+            per_plugin: 256,
+            per_tenant: 128,
+        }
+    }
+}
+
+impl ConcurrencyConfig {
+    /// Refuses caps that would stop every execution.
+    pub fn check(&self) -> Result<(), String> {
+        if self.per_plugin == 0 || self.per_tenant == 0 {
+            return Err(
+                "concurrency.per_plugin and concurrency.per_tenant must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Which cap refused an execution.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    /// The tenant already runs its cap.
+    #[error(
+        "this tenant already has {limit} executions running, its cap (concurrency.per_tenant); retry when one has finished"
+    )]
+    Tenant {
+        /// The cap.
+        limit: usize,
+    },
+    /// The plugin already runs its cap.
+    #[error(
+        "plugin {plugin} already has {limit} executions running, its cap (concurrency.per_plugin); retry when one has finished"
+    )]
+    Plugin {
+        /// The plugin's name.
+        plugin: String,
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// Counts the running executions against the caps.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ConcurrencyConfig,
+    running: Mutex<Running>,
+    freed: Notify,
+}
+
+#[derive(Default)]
+struct Running {
+    plugins: HashMap<String, usize>,
+    tenants: HashMap<String, usize>,
+}
+
+impl Gate {
+    /// A gate with these caps.
+    pub fn new(config: ConcurrencyConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                running: Mutex::new(Running::default()),
+                freed: Notify::new(),
+            }),
+        }
+    }
+
+    /// Takes a slot of `tenant` and `plugin`, or says which cap is full.
+    pub fn try_enter(&self, tenant: &str, plugin: &str) -> Result<Slot, Busy> {
+        let config = self.inner.config;
+        let mut running = self.counts();
+        let tenant_count = running.tenants.get(tenant).copied().unwrap_or(0);
+        if tenant_count >= config.per_tenant {
+            return Err(Busy::Tenant {
+                limit: config.per_tenant,
+            });
+        }
+        let plugin_count = running.plugins.get(plugin).copied().unwrap_or(0);
+        if plugin_count >= config.per_plugin {
+            return Err(Busy::Plugin {
+                plugin: plugin.to_owned(),
+                limit: config.per_plugin,
+            });
+        }
+        running.tenants.insert(tenant.to_owned(), tenant_count + 1);
+        running.plugins.insert(plugin.to_owned(), plugin_count + 1);
+        Ok(Slot {
+            inner: self.inner.clone(),
+            tenant: tenant.to_owned(),
+            plugin: plugin.to_owned(),
+        })
+    }
+
+    /// Takes a slot of `tenant` and `plugin`, waiting until both have room.
+    pub async fn enter(&self, tenant: &str, plugin: &str) -> Slot {
+        loop {
+            // Registered before the attempt, so that a slot freed between
+            // the attempt and the wait still wakes this one.
+            let freed = self.inner.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.try_enter(tenant, plugin) {
+                Ok(slot) => return slot,
+                Err(_) => freed.await,
+            }
+        }
+    }
+
+    /// How many executions run now: (of the tenant, of the plugin).
+    pub fn running(&self, tenant: &str, plugin: &str) -> (usize, usize) {
+        let running = self.counts();
+        (
+            running.tenants.get(tenant).copied().unwrap_or(0),
+            running.plugins.get(plugin).copied().unwrap_or(0),
+        )
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Running> {
+        // The counts stay consistent under a panic elsewhere: every change
+        // is a single insert or remove.
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One running execution's place under both caps; given back on drop.
+pub struct Slot {
+    inner: Arc<Inner>,
+    tenant: String,
+    plugin: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut running = self
+                .inner
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let Running { plugins, tenants } = &mut *running;
+            for (counts, key) in [(tenants, &self.tenant), (plugins, &self.plugin)] {
+                if let Some(count) = counts.get_mut(key.as_str()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        counts.remove(key.as_str());
+                    }
+                }
+            }
+        }
+        self.inner.freed.notify_waiters();
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("tenant", &self.tenant)
+            .field("plugin", &self.plugin)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(per_plugin: usize, per_tenant: usize) -> Gate {
+        Gate::new(ConcurrencyConfig {
+            per_plugin,
+            per_tenant,
+        })
+    }
+
+    #[test]
+    fn a_tenant_at_its_cap_leaves_the_rest_of_the_plugin_to_others() {
+        let gate = gate(3, 2);
+        let noisy: Vec<Slot> = (0..2)
+            .map(|_| gate.try_enter("noisy", "crm").expect("under the caps"))
+            .collect();
+        assert_eq!(
+            gate.try_enter("noisy", "crm").expect_err("at its cap"),
+            Busy::Tenant { limit: 2 }
+        );
+        // Another plugin does not help a tenant past its own cap.
+        assert!(gate.try_enter("noisy", "mail").is_err());
+        let quiet = gate.try_enter("quiet", "crm").expect("the plugin has room");
+        assert_eq!(
+            gate.try_enter("third", "crm")
+                .expect_err("the plugin is full"),
+            Busy::Plugin {
+                plugin: "crm".into(),
+                limit: 3
+            }
+        );
+        assert_eq!(gate.running("noisy", "crm"), (2, 3));
+        drop(noisy);
+        drop(quiet);
+        assert_eq!(gate.running("noisy", "crm"), (0, 0));
+        let counts = gate.counts();
+        assert!(counts.tenants.is_empty() && counts.plugins.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_slot_that_is_given_back() {
+        let gate = gate(1, 1);
+        let held = gate.try_enter("t", "p").expect("free");
+        let waiter = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.enter("t", "p").await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "entered past a full cap");
+        drop(held);
+        let slot = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("woken when the slot was given back")
+            .expect("the waiter did not panic");
+        assert_eq!(gate.running("t", "p"), (1, 1));
+        drop(slot);
+    }
+}
