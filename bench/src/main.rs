@@ -49,7 +49,9 @@ impl Settings {
 const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
        actionhost-bench sled-floor DIR RATE SECONDS RECORD_BYTES CACHE_BYTES
-sections: inprocess, http, scheduler, startup, memory, soak";
+sections: inprocess, http, scheduler, startup, memory, hostile, soak
+(--only writes target/bench-partial/results.json unless --out says otherwise:
+a partial run never replaces bench/results.json)";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -108,6 +110,8 @@ fn main() -> anyhow::Result<()> {
     settings.out = out.unwrap_or_else(|| {
         if settings.quick {
             settings.root.join("target/bench-quick/results.json")
+        } else if !settings.only.is_empty() {
+            settings.root.join("target/bench-partial/results.json")
         } else {
             settings.root.join("bench/results.json")
         }

@@ -146,8 +146,10 @@ impl SmtpRelay {
                     LogSource::Host,
                     &format!("smtp: accepted: {reply}"),
                 );
-                // The message is accepted; a failed goodbye changes nothing.
-                let _ = tokio::time::timeout(self.timeout, connection.command(Quit)).await;
+                // The message is accepted; a failed or slow goodbye changes
+                // nothing, so it does not hold the plugin for long.
+                let goodbye = self.timeout.min(Duration::from_secs(1));
+                let _ = tokio::time::timeout(goodbye, connection.command(Quit)).await;
                 Ok(reply)
             }
             Err(error) => {
