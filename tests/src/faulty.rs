@@ -5,8 +5,8 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// How the peer misbehaves once it has read a whole request.
@@ -18,6 +18,8 @@ pub enum HttpFault {
     Reset,
     /// Answers bytes that are not HTTP, then closes.
     Garbage,
+    /// Holds the request until [`FaultyHttp::release`], then answers 200.
+    Hold,
 }
 
 /// A running faulty peer on loopback.
@@ -25,6 +27,7 @@ pub struct FaultyHttp {
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
     requests: Arc<AtomicUsize>,
+    released: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl FaultyHttp {
@@ -33,15 +36,16 @@ impl FaultyHttp {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let (counter, gate) = (requests.clone(), released.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let counter = counter.clone();
+                let (counter, gate) = (counter.clone(), gate.clone());
                 std::thread::spawn(move || {
                     if read_request(&stream) {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        misbehave(stream, fault);
+                        misbehave(stream, fault, &gate);
                     }
                 });
             }
@@ -49,7 +53,15 @@ impl FaultyHttp {
         Self {
             base_url: format!("http://127.0.0.1:{port}"),
             requests,
+            released,
         }
+    }
+
+    /// Lets every held request (and every later one) have its answer.
+    pub fn release(&self) {
+        let (released, changed) = &*self.released;
+        *released.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        changed.notify_all();
     }
 
     /// Whole requests read so far: each one reached the "provider".
@@ -82,8 +94,17 @@ fn read_request(stream: &TcpStream) -> bool {
     reader.read_exact(&mut body).is_ok()
 }
 
-fn misbehave(mut stream: TcpStream, fault: HttpFault) {
+fn misbehave(mut stream: TcpStream, fault: HttpFault, gate: &(Mutex<bool>, Condvar)) {
     match fault {
+        HttpFault::Hold => {
+            let (released, changed) = gate;
+            let held = released.lock().unwrap_or_else(|e| e.into_inner());
+            let _ =
+                changed.wait_timeout_while(held, Duration::from_secs(120), |released| !*released);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+            );
+        }
         HttpFault::Hang => std::thread::sleep(Duration::from_secs(120)),
         HttpFault::Reset => {
             // A zero linger turns the close into a reset.

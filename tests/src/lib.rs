@@ -78,15 +78,87 @@ pub fn python() -> PathBuf {
     artifact(path, "run scripts/setup-test-tools")
 }
 
+/// Two clients sending the no-op fixture's sync executes back to back, as
+/// steady traffic beside faults; each panics on the first answer that is
+/// not the no-op's success.
+pub struct SteadyTraffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SteadyTraffic {
+    /// Starts the clients against `server` and returns once they have
+    /// been answered a few times.
+    pub fn start(server: &server::Server) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let served = std::sync::Arc::new(AtomicUsize::new(0));
+        let workers = (0..2)
+            .map(|worker| {
+                let (url, key) = (server.url.clone(), server.admin_key.clone());
+                let (stop, served) = (stop.clone(), served.clone());
+                std::thread::spawn(move || steady_noop_traffic(&url, &key, worker, &stop, &served))
+            })
+            .collect();
+        let traffic = Self {
+            stop,
+            served,
+            workers,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while traffic.served() < 10 {
+            assert!(
+                std::time::Instant::now() < deadline
+                    && traffic.workers.iter().all(|w| !w.is_finished()),
+                "the steady traffic did not get going"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        traffic
+    }
+
+    /// Requests answered so far.
+    pub fn served(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs `fault` (something that takes a while: a hang until a
+    /// deadline) and checks that the no-op was answered meanwhile, as it
+    /// would not be if the fault held up other executions.
+    pub fn beside<T>(&self, what: &str, fault: impl FnOnce() -> T) -> T {
+        let before = self.served();
+        let outcome = fault();
+        let during = self.served() - before;
+        assert!(
+            during > 0,
+            "{what}: no request of the steady traffic was answered while it ran"
+        );
+        outcome
+    }
+
+    /// Stops the clients; every request they sent was answered as it should
+    /// be (or a client's panic is raised here). Returns how many.
+    pub fn finish(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let served = self.served.clone();
+        for worker in self.workers {
+            worker.join().expect("the well-behaved plugin failed");
+        }
+        served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Sends the no-op fixture's sync executes to the server at `url` back to
-/// back until `stop`, as one steady client; panics on the first answer that
-/// is not the no-op's success. Returns how many it sent.
+/// back until `stop`, as one steady client, counting each answer in
+/// `served`; panics on the first answer that is not the no-op's success.
 pub fn steady_noop_traffic(
     url: &str,
     key: &str,
     worker: usize,
     stop: &std::sync::atomic::AtomicBool,
-) -> usize {
+    served: &std::sync::atomic::AtomicUsize,
+) {
     let client = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
@@ -107,6 +179,6 @@ pub fn steady_noop_traffic(
             "the well-behaved plugin failed beside the faults: {status} {body}"
         );
         sent += 1;
+        served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
-    sent
 }

@@ -9,13 +9,12 @@
 //! figure of the bench's `hostile` section, not an assertion here: a timing
 //! bound in a test flakes on a shared machine.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actionhost_tests::faulty::{FaultyHttp, HttpFault};
 use actionhost_tests::providers::Providers;
 use actionhost_tests::server::{Answer, Options, Server};
-use actionhost_tests::{fixture, steady_noop_traffic};
+use actionhost_tests::{SteadyTraffic, fixture};
 use serde_json::{Value, json};
 
 /// What one hostile execution must answer.
@@ -36,16 +35,7 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
         ..Options::default()
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic: Vec<_> = (0..2)
-        .map(|worker| {
-            let (url, key) = (server.url.clone(), server.admin_key.clone());
-            let stop = stop.clone();
-            std::thread::spawn(move || steady_noop_traffic(&url, &key, worker, &stop))
-        })
-        .collect();
-    // Let the traffic start before the first hostile call.
-    std::thread::sleep(Duration::from_millis(300));
+    let traffic = SteadyTraffic::start(&server);
 
     let mut matrix: Vec<(&str, Value, Expect)> = vec![
         (
@@ -139,10 +129,19 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
 
     let mut contained = 0;
     for (action, input, expect) in &matrix {
-        let answer = server.post(
-            &format!("/api/v2/actions/{action}/execute"),
-            &json!({ "input": input }),
-        );
+        let run = || {
+            server.post(
+                &format!("/api/v2/actions/{action}/execute"),
+                &json!({ "input": input }),
+            )
+        };
+        // Those that last until the deadline: the no-op is answered
+        // meanwhile.
+        let answer = if matches!(expect, Expect::Fault(_, "exceeded its deadline")) {
+            traffic.beside(action, run)
+        } else {
+            run()
+        };
         assert_eq!(answer.status, 200, "{action}: {}", answer.text);
         check(action, &answer, expect);
         contained += 1;
@@ -183,11 +182,7 @@ fn every_hostile_plugin_is_contained_while_a_good_plugin_serves_steady_traffic()
         contained += 1;
     }
 
-    stop.store(true, Ordering::Relaxed);
-    let mut served = 0;
-    for worker in traffic {
-        served += worker.join().expect("a traffic worker panicked");
-    }
+    let served = traffic.finish();
     eprintln!(
         "{contained} hostile cases contained; the good plugin answered all {served} of its requests"
     );
@@ -240,14 +235,13 @@ fn check(action: &str, answer: &Answer, expect: &Expect) {
 
 #[test]
 fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin() {
-    // Each hostile `fetch` below waits on a peer that never answers, and so
-    // holds its slot until the deadline.
-    let peer =
-        actionhost_tests::faulty::FaultyHttp::start(actionhost_tests::faulty::HttpFault::Hang);
+    // Each hostile `fetch` below waits on a peer that holds its request
+    // until the test lets it go, and so holds its slot until then.
+    let peer = FaultyHttp::start(HttpFault::Hold);
     let server = Server::start_with(Options {
         plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
         env: vec![
-            ("ACTIONHOST_LIMITS__DEADLINE".into(), "8s".into()),
+            ("ACTIONHOST_LIMITS__DEADLINE".into(), "120s".into()),
             ("ACTIONHOST_CONCURRENCY__PER_PLUGIN".into(), "4".into()),
             ("ACTIONHOST_CONCURRENCY__PER_TENANT".into(), "2".into()),
         ],
@@ -262,7 +256,7 @@ fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin()
         answer.json["key"].as_str().expect("tenant key").to_owned()
     };
     let (noisy, quiet, third) = (server.admin_key.clone(), tenant("quiet"), tenant("third"));
-    let hang = json!({ "input": { "url": format!("{}/slow", peer.base_url) } });
+    let held = json!({ "input": { "url": format!("{}/slow", peer.base_url) } });
     let call = |key: &str, action: &str, body: &Value| {
         server.call(
             "POST",
@@ -272,11 +266,11 @@ fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin()
         )
     };
     let wait_for_requests = |n: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while peer.requests() < n {
             assert!(
                 std::time::Instant::now() < deadline,
-                "only {} of {n} hanging requests arrived",
+                "only {} of {n} held requests arrived",
                 peer.requests()
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -287,56 +281,52 @@ fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin()
         // The noisy tenant asks for six at once: two run, four are refused
         // at once, and nothing of theirs reaches the peer.
         let noisy_calls: Vec<_> = (0..6)
-            .map(|_| scope.spawn(|| call(&noisy, "fetch", &hang)))
+            .map(|_| scope.spawn(|| call(&noisy, "fetch", &held)))
             .collect();
         wait_for_requests(2);
+        // The refused ones answer while the two run (held, they cannot end).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while noisy_calls.iter().filter(|c| c.is_finished()).count() < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the refusals did not come"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (refused, running): (Vec<_>, Vec<_>) =
+            noisy_calls.into_iter().partition(|c| c.is_finished());
+        assert_eq!(refused.len(), 4, "more than two of six ran");
+        for call in refused {
+            assert_busy(&call.join().expect("call"), "concurrency.per_tenant");
+        }
 
         // Another tenant is not held up, on another plugin or the same.
         let noop = call(&quiet, "noop", &json!({ "input": { "echo": "quiet" } }));
         assert_eq!(noop.json["successful"], true, "{}", noop.text);
         let quiet_calls: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| call(&quiet, "fetch", &hang)))
+            .map(|_| scope.spawn(|| call(&quiet, "fetch", &held)))
             .collect();
         wait_for_requests(4);
 
         // The plugin is full now (two tenants at two each): a third tenant
         // is refused on it, and still served by another plugin.
-        let refused = call(&third, "fetch", &hang);
+        let refused = call(&third, "fetch", &held);
         assert_busy(&refused, "concurrency.per_plugin");
         assert!(refused.text.contains("fixture-hostile"), "{}", refused.text);
         let noop = call(&third, "noop", &json!({ "input": { "echo": "third" } }));
         assert_eq!(noop.json["successful"], true, "{}", noop.text);
 
-        let noisy: Vec<Answer> = noisy_calls
-            .into_iter()
-            .map(|c| c.join().expect("call"))
-            .collect();
-        let refused = noisy.iter().filter(|a| a.status == 429).count();
-        assert_eq!(refused, 4, "the noisy tenant's six calls: {noisy:?}");
-        for answer in noisy.iter().filter(|a| a.status == 429) {
-            assert_busy(answer, "concurrency.per_tenant");
-        }
-        for answer in noisy.iter().chain(
-            quiet_calls
-                .into_iter()
-                .map(|c| c.join().expect("call"))
-                .collect::<Vec<_>>()
-                .iter(),
-        ) {
-            if answer.status == 200 {
-                // Sent and never answered: not retried behind the user's back.
-                assert_eq!(
-                    answer.json["errorCode"], "outcome_unknown",
-                    "{}",
-                    answer.text
-                );
-            }
+        // Let the held requests go: the four that ran succeed.
+        peer.release();
+        for handle in running.into_iter().chain(quiet_calls) {
+            let answer = handle.join().expect("call");
+            assert_eq!(answer.json["successful"], true, "{}", answer.text);
         }
     });
     assert_eq!(peer.requests(), 4, "a refused execution reached the peer");
 
     // The slots came back: the noisy tenant runs again.
-    let again = call(&noisy, "noop", &json!({ "input": {} }));
+    let again = call(&noisy, "fetch", &held);
     assert_eq!(again.json["successful"], true, "{}", again.text);
 }
 
@@ -351,4 +341,75 @@ fn assert_busy(answer: &Answer, cap: &str) {
         answer.headers
     );
     assert!(answer.text.contains(cap), "{cap}: {}", answer.text);
+}
+
+#[test]
+fn a_plugin_at_its_cap_holds_up_no_due_action_of_another_plugin() {
+    // One scheduler slot: were the scheduler to wait for the full plugin
+    // while holding it, nothing else could run.
+    let peer = FaultyHttp::start(HttpFault::Hold);
+    let server = Server::start_with(Options {
+        plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
+        env: vec![
+            ("ACTIONHOST_LIMITS__DEADLINE".into(), "120s".into()),
+            ("ACTIONHOST_CONCURRENCY__PER_PLUGIN".into(), "1".into()),
+            ("ACTIONHOST_SCHEDULER__CONCURRENCY".into(), "1".into()),
+            ("ACTIONHOST_SCHEDULER__PER_TENANT".into(), "1".into()),
+        ],
+        ..Options::default()
+    });
+    let held = json!({ "url": format!("{}/held", peer.base_url) });
+    let create = |action_type: &str, params: &Value| {
+        let answer = server.post(
+            "/v1/actions",
+            &json!({ "type": action_type, "params": params, "identity_id": "ada", "require_approval": false }),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.json["action_id"]
+            .as_str()
+            .expect("action_id")
+            .to_owned()
+    };
+    let status =
+        |id: &str| server.get(&format!("/v1/actions/{id}")).json["action"]["status"].clone();
+    let wait_for = |id: &str, want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while status(id) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} is {}, not {want}",
+                status(id)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    std::thread::scope(|scope| {
+        // The hostile plugin's one slot is taken by a synchronous execute.
+        let sync =
+            scope.spawn(|| server.post("/api/v2/actions/fetch/execute", &json!({ "input": held })));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while peer.requests() < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the held request did not arrive"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        // A due action of the full plugin stays scheduled; one of another
+        // plugin, due after it, runs.
+        let waiting = create("fetch", &held);
+        let other = create("noop", &json!({ "echo": "other" }));
+        wait_for(&other, "succeeded");
+        assert_eq!(status(&waiting), "scheduled");
+        assert_eq!(peer.requests(), 1, "the full plugin ran past its cap");
+
+        // Once the slot is free, the waiting action runs.
+        peer.release();
+        let answer = sync.join().expect("sync execute");
+        assert_eq!(answer.json["successful"], true, "{}", answer.text);
+        wait_for(&waiting, "succeeded");
+    });
+    assert_eq!(peer.requests(), 2);
 }

@@ -1007,15 +1007,26 @@ impl Accounts {
                     .token_expires_at
                     .is_some_and(|at| at <= unix_now() + REFRESH_MARGIN.as_secs());
                 let token = if near_expiry {
-                    self.refresh(&account.id, None)
-                        .await
-                        .map_err(|err| match err {
-                            TokenError::Rejected(reason) => AccountError::Expired(reason),
-                            TokenError::Unavailable(reason) => AccountError::Unavailable(format!(
-                                "the access token of connected account {} is about to expire and could not be refreshed: {reason}; the account stays active, try again later",
+                    match self.refresh(&account.id, None).await {
+                        Ok(token) => token,
+                        Err(TokenError::Rejected(reason)) => {
+                            return Err(AccountError::Expired(reason));
+                        }
+                        // An outage of the token endpoint: the token it was
+                        // to replace still works until it expires.
+                        Err(TokenError::Unavailable(reason))
+                            if account.token_expires_at.is_some_and(|at| at > unix_now()) =>
+                        {
+                            tracing::warn!(account = %account.id, %reason, "token refresh failed; using the current token until it expires");
+                            SecretString::from(access_token)
+                        }
+                        Err(TokenError::Unavailable(reason)) => {
+                            return Err(AccountError::Unavailable(format!(
+                                "the access token of connected account {} has expired and could not be refreshed: {reason}; the account stays active, try again later",
                                 account.id
-                            )),
-                        })?
+                            )));
+                        }
+                    }
                 } else {
                     SecretString::from(access_token)
                 };

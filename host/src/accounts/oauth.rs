@@ -2,6 +2,8 @@
 //! the `oauth2` crate over the host's own HTTP client.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
@@ -41,41 +43,54 @@ pub struct ClientSettings {
     pub timeout: Duration,
 }
 
-/// The host's HTTP client for the token endpoint, within `timeout`.
+/// The host's HTTP client for the token endpoint, within `timeout`; the
+/// status of the last answer goes to `status`.
 fn sender(
     timeout: Duration,
+    status: Arc<AtomicU16>,
 ) -> impl Fn(
     HttpRequest,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, FetchError>> + Send>> {
-    move |request| Box::pin(fetch(request, timeout))
+    move |request| {
+        let status = status.clone();
+        Box::pin(async move {
+            let response = fetch(request, timeout).await?;
+            status.store(response.status().as_u16(), Ordering::Relaxed);
+            Ok(response)
+        })
+    }
 }
 
 /// What a failed token request means for the account: only the provider's
-/// own refusal of the grant is final; an outage, a timeout or an answer
-/// that is not a token says nothing about the account.
+/// own refusal of the grant is final; an outage, a timeout, a rate limit
+/// or an answer that is not a token says nothing about the account.
 fn classify<E: std::error::Error>(
     err: RequestTokenError<E, oauth2::basic::BasicErrorResponse>,
+    status: u16,
 ) -> TokenError {
+    let overloaded = status == 429 || status >= 500;
     match err {
         RequestTokenError::ServerResponse(response) => {
             let text = match response.error_description() {
                 Some(description) => format!("{}: {description}", response.error()),
                 None => response.error().to_string(),
             };
-            match response.error() {
+            let transient_code = matches!(
+                response.error(),
                 BasicErrorResponseType::Extension(code)
-                    if code == "temporarily_unavailable" || code == "server_error" =>
-                {
-                    TokenError::Unavailable(format!("the token endpoint answered {text}"))
-                }
-                _ => TokenError::Rejected(text),
+                    if ["temporarily_unavailable", "server_error", "slow_down"].contains(&code.as_str())
+            );
+            if overloaded || transient_code {
+                TokenError::Unavailable(format!("the token endpoint answered {status} {text}"))
+            } else {
+                TokenError::Rejected(text)
             }
         }
         RequestTokenError::Request(err) => {
             TokenError::Unavailable(format!("token endpoint unreachable: {err}"))
         }
         RequestTokenError::Parse(err, _) => TokenError::Unavailable(format!(
-            "token endpoint answered something else than a token: {err}"
+            "token endpoint answered {status} with something else than a token: {err}"
         )),
         RequestTokenError::Other(message) => TokenError::Unavailable(message),
     }
@@ -129,12 +144,13 @@ pub async fn exchange_code(
     verifier: &str,
 ) -> Result<Tokens, String> {
     let client = client!(settings);
+    let status = Arc::new(AtomicU16::new(0));
     let response = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
-        .request_async(&sender(settings.timeout))
+        .request_async(&sender(settings.timeout, status.clone()))
         .await
-        .map_err(|err| classify(err).to_string())?;
+        .map_err(|err| classify(err, status.load(Ordering::Relaxed)).to_string())?;
     Ok(tokens(&response))
 }
 
@@ -142,10 +158,63 @@ pub async fn exchange_code(
 pub async fn refresh(settings: &ClientSettings, refresh_token: &str) -> Result<Tokens, TokenError> {
     let client =
         (|| -> Result<_, String> { Ok(client!(settings)) })().map_err(TokenError::Rejected)?;
+    let status = Arc::new(AtomicU16::new(0));
     let response = client
         .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
-        .request_async(&sender(settings.timeout))
+        .request_async(&sender(settings.timeout, status.clone()))
         .await
-        .map_err(classify)?;
+        .map_err(|err| classify(err, status.load(Ordering::Relaxed)))?;
     Ok(tokens(&response))
+}
+
+#[cfg(test)]
+mod tests {
+    use oauth2::StandardErrorResponse;
+
+    use super::*;
+
+    fn refused(
+        code: BasicErrorResponseType,
+    ) -> RequestTokenError<FetchError, oauth2::basic::BasicErrorResponse> {
+        RequestTokenError::ServerResponse(StandardErrorResponse::new(code, None, None))
+    }
+
+    #[test]
+    fn only_the_providers_refusal_of_the_grant_is_final() {
+        use BasicErrorResponseType as Code;
+        for code in [
+            Code::InvalidGrant,
+            Code::InvalidClient,
+            Code::UnauthorizedClient,
+        ] {
+            assert!(
+                matches!(
+                    classify(refused(code.clone()), 400),
+                    TokenError::Rejected(_)
+                ),
+                "{code:?} at 400"
+            );
+        }
+        // The same codes from an overloaded endpoint say nothing about the
+        // account, and neither do the codes of an outage.
+        for status in [429, 500, 503] {
+            assert!(matches!(
+                classify(refused(Code::InvalidRequest), status),
+                TokenError::Unavailable(_)
+            ));
+        }
+        for code in ["temporarily_unavailable", "server_error", "slow_down"] {
+            assert!(matches!(
+                classify(refused(Code::Extension(code.into())), 400),
+                TokenError::Unavailable(_)
+            ));
+        }
+        assert!(matches!(
+            classify(
+                RequestTokenError::<FetchError, _>::Other("timed out".into()),
+                0
+            ),
+            TokenError::Unavailable(_)
+        ));
+    }
 }

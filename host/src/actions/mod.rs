@@ -39,8 +39,8 @@ pub use scheduler::SchedulerConfig;
 
 use crate::accounts::Lookup;
 use crate::executions::{
-    ErrorInfo, ExecuteCommand, ExecutionRecord, ExecutionStatus, Pipeline, PipelineError,
-    params_hash,
+    Admission, ErrorInfo, ExecuteCommand, ExecutionRecord, ExecutionStatus, Pipeline,
+    PipelineError, params_hash,
 };
 use crate::identity::{now, random_bytes};
 use crate::runtime::FieldError;
@@ -424,6 +424,9 @@ pub enum ActionError {
     /// The plugins are still loading after start-up.
     #[error("{0}")]
     Unavailable(String),
+    /// The tenant or the plugin is at its concurrency cap; nothing changed.
+    #[error(transparent)]
+    Busy(#[from] crate::executions::Busy),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -772,11 +775,23 @@ impl Actions {
 
         if run_now {
             let actor = actor.clone();
-            let action = match self.claim(&action.id, &actor, None, false).await {
-                Ok(claimed) => self.run_claimed(claimed, &actor, None).await,
-                // The scheduler got it first; it runs there.
-                Err(ActionError::Forbidden(_)) => self.get(tenant_id, &action.id)?,
-                Err(err) => return Err(err),
+            let action = match self.pipeline().admit(tenant_id, &action.action_type) {
+                // At a concurrency cap: it stays due, and the scheduler runs
+                // it once a slot is free.
+                Err(busy) => {
+                    tracing::info!(action = %action.id, %busy, "direct action left to the scheduler");
+                    self.wake();
+                    action
+                }
+                Ok(slot) => match self.claim(&action.id, &actor, None, false).await {
+                    Ok(claimed) => {
+                        self.run_claimed_detached(claimed, &actor, admission(slot))
+                            .await?
+                    }
+                    // The scheduler got it first; it runs there.
+                    Err(ActionError::Forbidden(_)) => self.get(tenant_id, &action.id)?,
+                    Err(err) => return Err(err),
+                },
             };
             if let Some(key) = key {
                 let response = StoredResponse {
@@ -1026,13 +1041,17 @@ impl Actions {
     /// Executes an action now, on the caller's request, and returns it
     /// afterwards. Refused (409) unless it is `scheduled`.
     pub async fn execute(&self, tenant_id: &str, id: &str, actor: &Actor) -> Result<Action> {
-        self.get(tenant_id, id)?;
+        let action = self.get(tenant_id, id)?;
+        // Refused (429) before the claim when a cap is full: nothing changes.
+        let slot = self.pipeline().admit(tenant_id, &action.action_type)?;
         let claimed = self.claim(id, actor, None, false).await?;
-        Ok(self.run_claimed(claimed, actor, None).await)
+        self.run_claimed_detached(claimed, actor, admission(slot))
+            .await
     }
 
     /// Checks every requirement of running the action now (the account,
-    /// the params, the approval), without running it.
+    /// the params, the approval), without running it. A full concurrency
+    /// cap is [`PipelineError::Busy`], the only unmet requirement then.
     pub async fn requirements(&self, action: &Action) -> Vec<PipelineError> {
         let command = self.command(action, &Actor::system("check"), None);
         match self.pipeline().prepare(command).await {
@@ -1093,7 +1112,9 @@ impl Actions {
         let actor = actor.clone();
         let run_id = execution_id.clone();
         self.inner.tasks.spawn(async move {
-            this.run_claimed(claimed, &actor, Some(run_id)).await;
+            // In the background, holding nothing else: it may wait for a slot.
+            this.run_claimed(claimed, &actor, Some(run_id), Admission::Wait)
+                .await;
         });
         Ok(response)
     }
@@ -1295,9 +1316,30 @@ impl Actions {
         action: Action,
         actor: &Actor,
         execution_id: Option<String>,
+        admission: Admission,
     ) -> Action {
-        self.run_claimed_holding(action, actor, execution_id, ())
+        self.run_claimed_holding(action, actor, execution_id, admission, ())
             .await
+    }
+
+    /// [`Actions::run_claimed`] in a task of its own, waited for: the run
+    /// goes on and its outcome is recorded even when the caller (a request
+    /// whose client went away) stops waiting, so a claimed action is never
+    /// left `executing` until the next restart.
+    async fn run_claimed_detached(
+        &self,
+        action: Action,
+        actor: &Actor,
+        admission: Admission,
+    ) -> Result<Action> {
+        let (this, actor, id) = (self.clone(), actor.clone(), action.id.clone());
+        self.inner
+            .tasks
+            .spawn(async move { this.run_claimed(action, &actor, None, admission).await })
+            .await
+            .map_err(|err| {
+                StoreError::Storage(format!("the run of action {id} failed: {err}")).into()
+            })
     }
 
     /// [`Actions::run_claimed`] holding `slots` (the scheduler's permit and
@@ -1311,9 +1353,13 @@ impl Actions {
         action: Action,
         actor: &Actor,
         execution_id: Option<String>,
+        admission: Admission,
         slots: S,
     ) -> Action {
-        let command = self.command(&action, actor, execution_id.clone());
+        let command = ExecuteCommand {
+            admission,
+            ..self.command(&action, actor, execution_id.clone())
+        };
         // Not stored here: `complete` writes the record with the action's
         // outcome, one transaction and one fsync for both. Until then nobody
         // has been told of it, and a crash leaves the action to recovery.
@@ -1518,22 +1564,31 @@ impl Actions {
             .map(|(_, id)| id)
             .collect();
         let actor = Actor::system("process");
-        let mut runs = tokio::task::JoinSet::new();
+        let mut runs = Vec::new();
         let mut claimed = 0;
         for id in due {
             if claimed == limit {
                 break;
             }
+            let Some(due) = self.records().get::<Action>(&id)? else {
+                continue;
+            };
+            // At a concurrency cap: it stays due for a later call or the
+            // scheduler.
+            let Ok(slot) = self.pipeline().admit(tenant_id, &due.action_type) else {
+                continue;
+            };
             match self.claim(&id, &actor, None, true).await {
                 Ok(action) => {
                     claimed += 1;
                     let this = self.clone();
                     let actor = actor.clone();
-                    runs.spawn(
-                        self.inner.tasks.track_future(async move {
-                            this.run_claimed(action, &actor, None).await
-                        }),
-                    );
+                    // Tasks of the tracker, not of a JoinSet: a request that
+                    // goes away does not cut its runs short.
+                    runs.push(self.inner.tasks.spawn(async move {
+                        this.run_claimed(action, &actor, None, admission(slot))
+                            .await
+                    }));
                 }
                 // Claimed by the scheduler in the meantime.
                 Err(ActionError::Forbidden(_) | ActionError::NotFound(_)) => {}
@@ -1541,9 +1596,10 @@ impl Actions {
             }
         }
         let mut processed = Vec::new();
-        while let Some(done) = runs.join_next().await {
-            let action =
-                done.map_err(|err| StoreError::Storage(format!("a run panicked: {err}")))?;
+        for run in runs {
+            let action = run
+                .await
+                .map_err(|err| StoreError::Storage(format!("a run panicked: {err}")))?;
             processed.push(Processed {
                 execution_id: action.executions.last().cloned(),
                 action_id: action.id,
@@ -1688,4 +1744,10 @@ fn summary(action: &Action, title: &str) -> String {
         Some(target) => format!("{noun} to {target}"),
         None => noun.to_owned(),
     }
+}
+
+/// The admission of a run whose slot was taken before its claim, or, for a
+/// type no plugin provides (the run then says so), none.
+fn admission(slot: Option<crate::executions::Slot>) -> Admission {
+    slot.map_or(Admission::Refuse, Admission::Held)
 }

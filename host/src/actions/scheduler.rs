@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::{ActionError, Actions, Actor, epoch_ms};
+use crate::executions::{Busy, Slot};
 
 /// How many due entries one page of a tenant's turn reads.
 const PASS: usize = 256;
@@ -176,12 +177,19 @@ impl Actions {
             .claim_batch(global, now, cursor, &scheduler, &mut batch)
             .await;
         if !batch.is_empty() {
-            for (claimed, permit, slot) in batch {
+            for (claimed, held) in batch {
                 let this = self.clone();
                 let actor = scheduler.clone();
                 self.inner.tasks.spawn(async move {
-                    this.run_claimed_holding(claimed, &actor, None, (permit, slot))
-                        .await;
+                    let admission = super::admission(held.gate);
+                    this.run_claimed_holding(
+                        claimed,
+                        &actor,
+                        None,
+                        admission,
+                        (held.permit, held.tenant),
+                    )
+                    .await;
                 });
             }
         }
@@ -196,7 +204,7 @@ impl Actions {
         now: u64,
         cursor: &mut String,
         scheduler: &Actor,
-        batch: &mut Vec<(super::Action, tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
+        batch: &mut Vec<(super::Action, Held)>,
     ) -> Result<Option<u64>, ActionError> {
         let mut ids = Vec::new();
         let mut held = Vec::new();
@@ -205,9 +213,9 @@ impl Actions {
             return Ok(next);
         }
         let claimed = self.claim_due_batch(ids, scheduler).await?;
-        for (result, (permit, slot)) in claimed.into_iter().zip(held) {
+        for (result, held) in claimed.into_iter().zip(held) {
             match result {
-                Ok(action) => batch.push((action, permit, slot)),
+                Ok(action) => batch.push((action, held)),
                 // Claimed by a caller meanwhile, or not due after all: the
                 // permit and the slot go back.
                 Err(ActionError::Forbidden(_) | ActionError::NotFound(_)) => {}
@@ -234,7 +242,7 @@ impl Actions {
         now: u64,
         cursor: &mut String,
         ids: &mut Vec<String>,
-        held: &mut Vec<(tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
+        held: &mut Vec<Held>,
     ) -> Result<Option<u64>, ActionError> {
         let next = self
             .records()
@@ -281,10 +289,11 @@ impl Actions {
         now: u64,
         tenant: &str,
         ids: &mut Vec<String>,
-        held: &mut Vec<(tokio::sync::OwnedSemaphorePermit, TenantSlot)>,
+        held: &mut Vec<Held>,
     ) -> Result<(), ActionError> {
         let prefix = format!("{tenant}\0");
         let mut from = prefix.clone();
+        let mut at_cap = 0;
         loop {
             let page = self
                 .records()
@@ -299,21 +308,56 @@ impl Actions {
                     return Ok(());
                 }
                 from = format!("{value}\0{id}\0");
-                let Ok(permit) = global.clone().try_acquire_owned() else {
+                if global.available_permits() == 0 {
                     // At the global cap: a finishing run wakes us.
                     return Ok(());
+                }
+                // The concurrency caps first: an action whose tenant or
+                // plugin is full stays due for a later pass, and the
+                // scheduler holds none of its own slots for it meanwhile.
+                let Some(action) = self.records().get::<super::Action>(&id)? else {
+                    continue;
                 };
-                let Some(slot) = self.tenant_slot(tenant, global.available_permits()) else {
+                let gate = match self.pipeline().admit(tenant, &action.action_type) {
+                    Ok(gate) => gate,
+                    Err(Busy::Tenant { .. }) => return Ok(()),
+                    Err(Busy::Plugin { .. }) => {
+                        // Others of the tenant's may be for other plugins;
+                        // the look for them is bounded.
+                        at_cap += 1;
+                        if at_cap == PASS {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                };
+                let Ok(permit) = global.clone().try_acquire_owned() else {
+                    return Ok(());
+                };
+                let Some(tenant_slot) = self.tenant_slot(tenant, global.available_permits()) else {
                     return Ok(());
                 };
                 ids.push(id);
-                held.push((permit, slot));
+                held.push(Held {
+                    permit,
+                    tenant: tenant_slot,
+                    gate,
+                });
             }
             if !full {
                 return Ok(());
             }
         }
     }
+}
+
+/// What a picked action holds until its plugin has finished: a global
+/// permit, a slot of its tenant's, and its place under the concurrency caps
+/// (none for a type no plugin provides: the run says so).
+pub(super) struct Held {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    tenant: TenantSlot,
+    gate: Option<Slot>,
 }
 
 /// The first `actions_due_by_tenant` value past every entry of `tenant`

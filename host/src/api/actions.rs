@@ -434,6 +434,7 @@ pub async fn actions_transitions(
         (status = 200, body = ActionAnswer, description = "It ran; `action.status` says how it went"),
         (status = 404, body = super::ErrorBody),
         (status = 409, body = super::ErrorBody, description = "Not in a state that may execute; the error names the current one and the allowed transitions"),
+        (status = 429, body = super::ErrorBody, description = "The tenant or the action's plugin is at its concurrency cap; nothing changed; retry after `Retry-After` seconds", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = ["actions:execute"]), ("api_key" = ["actions:execute"]))
 )]
@@ -826,6 +827,7 @@ pub struct Unmet {
         (status = 404, body = super::ErrorBody),
         (status = 409, body = super::ErrorBody, description = "Not allowed in the current state"),
         (status = 422, body = Unmet, description = "Unmet requirements, every one listed"),
+        (status = 429, body = super::ErrorBody, description = "The tenant or the action's plugin is at its concurrency cap; nothing changed; retry after `Retry-After` seconds", headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("bearer" = ["actions:execute"]), ("api_key" = ["actions:execute"]))
 )]
@@ -891,6 +893,9 @@ pub async fn executions_create(
             machine::next(action.status, Transition::Execute).map_err(ActionError::from)?;
         }
         let unmet = state.actions.requirements(&action).await;
+        if let Some(crate::executions::PipelineError::Busy(busy)) = unmet.first() {
+            return Err(busy.clone().into());
+        }
         if !unmet.is_empty() {
             return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,

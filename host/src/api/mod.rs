@@ -440,16 +440,22 @@ impl From<PipelineError> for ApiError {
             PipelineError::NotApproved { .. } | PipelineError::AwaitingApproval => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
             }
-            PipelineError::Busy(busy) => ApiError {
-                retry_after_secs: Some(crate::executions::BUSY_RETRY_AFTER_MS.div_ceil(1000)),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    busy.to_string(),
-                )
-            },
+            PipelineError::Busy(busy) => busy.into(),
             PipelineError::Account(err) => err.into(),
             PipelineError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::executions::Busy> for ApiError {
+    fn from(busy: crate::executions::Busy) -> Self {
+        ApiError {
+            retry_after_secs: Some(crate::executions::BUSY_RETRY_AFTER_MS.div_ceil(1000)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                busy.to_string(),
+            )
         }
     }
 }
@@ -473,6 +479,7 @@ impl From<ActionError> for ApiError {
             ActionError::Unavailable(message) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
+            ActionError::Busy(busy) => busy.into(),
             ActionError::Store(err) => err.into(),
         }
     }

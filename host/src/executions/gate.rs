@@ -4,8 +4,10 @@
 //! An execution holds a [`Slot`] from the start of its checks (the plugin's
 //! `validate` already runs in an instance) until its plugin returns. A
 //! synchronous request that finds its tenant or its plugin at the cap is
-//! refused at once (429, retry later); stored actions, whose callers are
-//! not waiting on an answer from the plugin, wait for a slot instead.
+//! refused at once (429, retry later), before it claims anything. The
+//! scheduler takes a slot before it claims a due action and leaves the
+//! action for a later pass when there is none, so it never holds its own
+//! permits while it waits; only Flowdash's background executions wait.
 //!
 //! A tenant may hold at most `per_tenant` slots. With `per_tenant` below
 //! `per_plugin`, one tenant can therefore never fill a plugin: the rest of

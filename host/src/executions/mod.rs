@@ -172,16 +172,19 @@ pub struct ExecuteCommand {
     pub admission: Admission,
 }
 
-/// What an execution does when its tenant or plugin is at its cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How an execution gets its place under the concurrency caps.
+#[derive(Debug, Default)]
 pub enum Admission {
-    /// Wait for a slot: a stored action, which runs in the background or
-    /// has already been claimed.
+    /// Refused at once with [`PipelineError::Busy`] when the tenant or the
+    /// plugin is at its cap: a synchronous request, whose client can retry.
     #[default]
-    Wait,
-    /// Refuse at once with [`PipelineError::Busy`]: a synchronous request
-    /// whose client can retry.
     Refuse,
+    /// Waits until both have room: a run in the background that holds no
+    /// other scarce resource while it waits (Flowdash's executions).
+    Wait,
+    /// Already taken by the caller ([`Pipeline::admit`]) before it claimed
+    /// the action: the scheduler, and synchronous runs of stored actions.
+    Held(Slot),
 }
 
 impl ExecuteCommand {
@@ -208,7 +211,7 @@ impl ExecuteCommand {
             idempotency_key: None,
             execution_id: None,
             approved_hash: None,
-            admission: Admission::Wait,
+            admission: Admission::Refuse,
         }
     }
 }
@@ -362,6 +365,20 @@ impl Pipeline {
         &self.registry
     }
 
+    /// A place under the concurrency caps for the tenant's execution of
+    /// `action_type`, taken now or refused; `Ok(None)` when no plugin
+    /// provides the type (the run will say so). For callers that must know
+    /// before they claim a stored action.
+    pub fn admit(&self, tenant_id: &str, action_type: &str) -> Result<Option<Slot>, Busy> {
+        match self.registry.plugin_for(action_type) {
+            Some(plugin) => self
+                .gate
+                .try_enter(tenant_id, &plugin.manifest().name)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// An execution record of the tenant.
     pub fn record(&self, tenant_id: &str, id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         Ok(self
@@ -389,12 +406,14 @@ impl Pipeline {
             return Err(vec![self.unknown(&command.action_type)]);
         };
         // Held from here: `validate` below already runs in an instance.
-        let slot = match command.admission {
+        let mut command = command;
+        let slot = match std::mem::take(&mut command.admission) {
             Admission::Refuse => self
                 .gate
                 .try_enter(&command.tenant_id, &manifest.name)
                 .map_err(|busy| vec![busy.into()])?,
             Admission::Wait => self.gate.enter(&command.tenant_id, &manifest.name).await,
+            Admission::Held(slot) => slot,
         };
         let needs_account = info
             .auth_schemes
@@ -407,7 +426,6 @@ impl Pipeline {
         let mut validated = None;
 
         // 1. The account, in SPEC.md's order, unless the request brings its own credentials.
-        let mut command = command;
         let inline = command.inline_auth.is_some();
         let mut inline_metadata = None;
         let mut account = None;
@@ -621,10 +639,13 @@ impl Pipeline {
             .iter()
             .rev()
             .find(|c| c.sent && c.status.is_none());
+        // Only a request still waiting when the deadline struck: one that
+        // failed before, followed by a plugin that looped, is the plugin's.
+        let in_flight = log.outbound.last().filter(|c| c.sent && !c.settled);
         if idempotent
             && let Some(failure) = &mut error
             && failure.fault.as_deref() == Some("deadline_exceeded")
-            && let Some(call) = unanswered
+            && let Some(call) = in_flight
         {
             *failure = ErrorInfo {
                 code: "transient".into(),

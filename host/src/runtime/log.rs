@@ -85,6 +85,10 @@ pub struct OutboundCall {
     pub duration_ms: u64,
     /// Whether the request reached the provider (it may have been processed).
     pub sent: bool,
+    /// Whether the call is over (answered, or failed); false while it is
+    /// in flight, as it is when a deadline cuts the execution short.
+    #[serde(skip)]
+    pub settled: bool,
 }
 
 impl ExecutionLog {
@@ -213,6 +217,7 @@ impl LogSink {
         if let Some(call) = slot.and_then(|i| state.log.outbound.get_mut(i)) {
             call.status = status;
             call.duration_ms = duration_ms;
+            call.settled = true;
         }
     }
 

@@ -276,6 +276,7 @@ async fn replay(
         status: Some(response.status().as_u16()),
         duration_ms: 0,
         sent: true,
+        settled: true,
     });
     let response = response.map(|body| {
         http_body_util::Full::new(body)
@@ -390,6 +391,7 @@ async fn deliver(
             status: None,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             sent: false,
+            settled: true,
         });
     };
 
@@ -450,6 +452,7 @@ async fn deliver(
         status: None,
         duration_ms: 0,
         sent: true,
+        settled: false,
     });
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let response =

@@ -836,7 +836,10 @@ fn classify(err: &wasmtime::Error, state: &HostState, limits: &Limits) -> FaultK
             limit_elements: limits.table_elements,
         };
     }
-    if err.is::<wasmtime::component::ResourceTableError>() {
+    if matches!(
+        err.downcast_ref::<wasmtime::component::ResourceTableError>(),
+        Some(wasmtime::component::ResourceTableError::Full)
+    ) {
         return FaultKind::ResourceLimit {
             limit_handles: limits.resource_handles,
         };

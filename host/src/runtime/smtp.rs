@@ -99,6 +99,8 @@ impl SmtpRelay {
         );
         let started = Instant::now();
         let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // A call that was sent is in flight until settled; one that was not
+        // is over.
         let call = |path: &str, sent: bool| OutboundCall {
             method: "SMTP".into(),
             host: format!("{}:{}", server.host, server.port),
@@ -106,6 +108,7 @@ impl SmtpRelay {
             status: None,
             duration_ms: elapsed_ms(),
             sent,
+            settled: !sent,
         };
 
         // Up to the server's go-ahead for the message, nothing can be

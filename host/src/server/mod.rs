@@ -131,8 +131,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         records.clone(),
         secrets,
         format!("{}/api/v1/auth/callback", public_url.trim_end_matches('/')),
-        // A token exchange gets what a whole execution gets.
-        config.limits.deadline,
+        // A third of an execution's deadline: a refresh on a provider's 401
+        // in the middle of a run still leaves it time to answer.
+        (config.limits.deadline / 3).max(Duration::from_secs(1)),
     );
     let pipeline = Pipeline::new(
         registry.clone(),
