@@ -483,3 +483,86 @@ fn a_token_endpoint_that_hangs_fails_or_answers_garbage_leaves_the_account_activ
         "the no-op answered all {served} of its requests beside the token endpoint's outages"
     );
 }
+
+#[test]
+fn a_client_that_goes_away_does_not_cut_its_run_short() {
+    let peer = FaultyHttp::start(HttpFault::Hold);
+    let server = Server::start_with(Options {
+        plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
+        env: vec![
+            ("ACTIONHOST_LIMITS__DEADLINE".into(), "120s".into()),
+            ("ACTIONHOST_SCHEDULER__ENABLED".into(), "false".into()),
+        ],
+        ..Options::default()
+    });
+    // A client that gives up after a second, as a load balancer might.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let held = json!({ "url": format!("{}/held", peer.base_url) });
+
+    // A stored action's synchronous run.
+    let created = server.post(
+        "/v1/actions",
+        &json!({ "type": "fetch", "params": held, "identity_id": "ada", "require_approval": false, "scheduled_time": "2030-01-01T00:00:00Z" }),
+    );
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json["action_id"].as_str().expect("id").to_owned();
+    let gone = impatient
+        .post(format!("{}/v1/actions/{id}/execute", server.url))
+        .bearer_auth(&server.admin_key)
+        .send();
+    assert!(gone.is_err(), "the client was meant to give up: {gone:?}");
+
+    // A synchronous execute with an idempotency key.
+    let execute = |client: &reqwest::blocking::Client| {
+        client
+            .post(format!("{}/api/v2/actions/fetch/execute", server.url))
+            .bearer_auth(&server.admin_key)
+            .header("idempotency-key", "left-early")
+            .json(&json!({ "input": held }))
+            .send()
+    };
+    assert!(
+        execute(&impatient).is_err(),
+        "the client was meant to give up"
+    );
+
+    // Both runs go on without their clients and finish once the peer answers.
+    let deadline = Instant::now() + WITHIN;
+    while peer.requests() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the runs stopped with their clients"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    peer.release();
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let action = server.get(&format!("/v1/actions/{id}"));
+        if action.json["action"]["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left {}", action.text);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The key's first answer was recorded: a retry gets it, and nothing
+    // runs again.
+    let patient = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + WITHIN;
+    let replay = loop {
+        let answer = execute(&patient).expect("answer");
+        if answer.status() != 409 {
+            break answer;
+        }
+        // Still in progress: the run is finishing.
+        assert!(Instant::now() < deadline, "the key never got its answer");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(replay.status(), 200);
+    let body: Value = replay.json().expect("json");
+    assert_eq!(body["successful"], true, "{body}");
+    assert_eq!(peer.requests(), 2, "a run went twice");
+}

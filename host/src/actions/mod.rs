@@ -565,6 +565,16 @@ impl Actions {
         &self.inner.idempotency
     }
 
+    /// Runs `work` in a task of its own that shutdown waits for, and
+    /// returns its handle: for a request's work that must be finished and
+    /// recorded even if the client goes away.
+    pub fn detach<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.inner.tasks.spawn(work)
+    }
+
     /// The pipeline actions run through.
     pub fn pipeline(&self) -> &Pipeline {
         &self.inner.pipeline

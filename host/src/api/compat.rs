@@ -158,54 +158,66 @@ pub async fn actions_execute(
             other => return super::actions::claim_answer(other),
         }
     }
-    let outcome = state
-        .pipeline
-        .execute(ExecuteCommand {
-            performed_by: caller.principal.user.id.clone(),
-            key_id: caller.principal.key.id.clone(),
-            version: body.version,
-            app_name: body.app_name,
-            lookup: Lookup {
-                connected_account_id: body.connected_account_id,
-                entity_id: body.entity_id,
-                identity_id: None,
-            },
-            inline_auth: body.auth_config,
-            trace: body.allow_tracing,
-            session_info,
-            idempotency_key: keyed.as_ref().map(|k| k.key.clone()),
-            // The client waits on the answer: at a cap, it hears so at once.
-            admission: Admission::Refuse,
-            ..ExecuteCommand::new(tenant, action, params)
-        })
-        .await;
-    let record = match outcome {
-        Ok(record) => record,
-        Err(err) => {
-            // Nothing ran: the key may be used again for a corrected request.
-            if let Some(keyed) = &keyed {
-                idempotency.release(tenant, &keyed.key)?;
+    let command = ExecuteCommand {
+        performed_by: caller.principal.user.id.clone(),
+        key_id: caller.principal.key.id.clone(),
+        version: body.version,
+        app_name: body.app_name,
+        lookup: Lookup {
+            connected_account_id: body.connected_account_id,
+            entity_id: body.entity_id,
+            identity_id: None,
+        },
+        inline_auth: body.auth_config,
+        trace: body.allow_tracing,
+        session_info,
+        idempotency_key: keyed.as_ref().map(|k| k.key.clone()),
+        // The client waits on the answer: at a cap, it hears so at once.
+        admission: Admission::Refuse,
+        ..ExecuteCommand::new(tenant, action, params)
+    };
+    // In a task of its own: a client that goes away does not cut the run
+    // short, and its record and its key's answer are written all the same.
+    let (pipeline, idempotency, tenant) = (
+        state.pipeline.clone(),
+        idempotency.clone(),
+        tenant.to_owned(),
+    );
+    let run = async move {
+        let record = match pipeline.execute(command).await {
+            Ok(record) => record,
+            Err(err) => {
+                // Nothing ran: the key may be used again for a corrected request.
+                if let Some(keyed) = &keyed {
+                    idempotency.release(&tenant, &keyed.key)?;
+                }
+                return Err(ApiError::from(err));
             }
-            return Err(err.into());
+        };
+        let successful = record.status == ExecutionStatus::Succeeded;
+        let response = ExecuteResponse {
+            data: record.output.unwrap_or_else(|| serde_json::json!({})),
+            successful,
+            successfull: successful,
+            error: record.error.as_ref().map(|e| e.message.clone()),
+            error_code: record.error.as_ref().map(|e| e.code.clone()),
+            retryable: record.error.as_ref().is_some_and(|e| e.retryable),
+            retry_after_ms: record.error.as_ref().and_then(|e| e.retry_after_ms),
+            log_id: record.id,
+            session_info: record.session_info,
+            trace: record.trace,
+        };
+        if let Some(keyed) = &keyed {
+            let body = serde_json::to_value(&response).map_err(ApiError::internal)?;
+            idempotency.complete(&tenant, &keyed.key, StoredResponse { status: 200, body })?;
         }
+        Ok(response)
     };
-    let successful = record.status == ExecutionStatus::Succeeded;
-    let response = ExecuteResponse {
-        data: record.output.unwrap_or_else(|| serde_json::json!({})),
-        successful,
-        successfull: successful,
-        error: record.error.as_ref().map(|e| e.message.clone()),
-        error_code: record.error.as_ref().map(|e| e.code.clone()),
-        retryable: record.error.as_ref().is_some_and(|e| e.retryable),
-        retry_after_ms: record.error.as_ref().and_then(|e| e.retry_after_ms),
-        log_id: record.id,
-        session_info: record.session_info,
-        trace: record.trace,
-    };
-    if let Some(keyed) = &keyed {
-        let body = serde_json::to_value(&response).map_err(ApiError::internal)?;
-        idempotency.complete(tenant, &keyed.key, StoredResponse { status: 200, body })?;
-    }
+    let response = state
+        .actions
+        .detach(run)
+        .await
+        .map_err(ApiError::internal)??;
     Ok(axum::Json(response).into_response())
 }
 
