@@ -413,3 +413,39 @@ fn a_plugin_at_its_cap_holds_up_no_due_action_of_another_plugin() {
     });
     assert_eq!(peer.requests(), 2);
 }
+
+#[test]
+fn an_smtp_flood_stops_at_the_same_budget_as_outbound_requests() {
+    let sink = actionhost_tests::smtp::SmtpSink::start();
+    let server = Server::start_with(Options {
+        plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
+        env: vec![(
+            "ACTIONHOST_LIMITS__MAX_OUTBOUND_REQUESTS".into(),
+            "10".into(),
+        )],
+        ..Options::default()
+    });
+    let config = server.post(
+        "/api/v1/auth-configs",
+        &json!({ "appName": "fixture-hostile", "scheme": { "type": "smtp", "host": "127.0.0.1", "port": sink.port } }),
+    );
+    let account = server.post(
+        "/api/v1/connectedAccounts",
+        &json!({ "authConfigId": config.ok()["id"], "entityId": "ada", "metadata": {}, "credentials": { "tls": "none" } }),
+    );
+    account.ok();
+    let answer = server.post(
+        "/api/v2/actions/smtp_flood/execute",
+        &json!({ "entityId": "ada", "input": { "count": 50 } }),
+    );
+    assert_eq!(answer.json["successful"], true, "{}", answer.text);
+    assert_eq!(answer.json["data"]["answered"], 10, "{}", answer.text);
+    let stopped_by = answer.json["data"]["stopped_by"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        stopped_by.contains("more than 10 outbound requests and messages"),
+        "{stopped_by}"
+    );
+    assert_eq!(sink.received().len(), 10, "the relay sent past its budget");
+}

@@ -61,22 +61,51 @@ pub trait Responder: Send + Sync + std::fmt::Debug {
     fn relay(&self, sender: &str, recipients: &[String], message: &[u8]) -> Result<String, String>;
 }
 
+/// What one execution may still send: HTTP requests and SMTP messages
+/// together, `max_outbound_requests` in all.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    used: Arc<std::sync::atomic::AtomicU32>,
+    max: u32,
+}
+
+impl Budget {
+    /// A budget of `max` sends.
+    pub fn new(max: u32) -> Self {
+        Self {
+            used: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+            max,
+        }
+    }
+
+    /// Takes one send, or says the budget is spent.
+    pub fn take(&self) -> bool {
+        self.used.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < self.max
+    }
+
+    /// The budget's size.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+}
+
 /// The `wasi:http` hooks of one execution's store.
 pub struct OutboundHooks {
     policy: OutboundPolicy,
     grant: Arc<Grant>,
     log: LogSink,
-    sent: u32,
+    budget: Budget,
 }
 
 impl OutboundHooks {
-    /// Hooks enforcing `policy`, injecting the `grant`'s credentials, noting in `log`.
-    pub fn new(policy: OutboundPolicy, grant: Arc<Grant>, log: LogSink) -> Self {
+    /// Hooks enforcing `policy` and `budget`, injecting the `grant`'s
+    /// credentials, noting in `log`.
+    pub fn new(policy: OutboundPolicy, grant: Arc<Grant>, log: LogSink, budget: Budget) -> Self {
         Self {
             policy,
             grant,
             log,
-            sent: 0,
+            budget,
         }
     }
 }
@@ -92,8 +121,7 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> ResponseFuture {
-        self.sent += 1;
-        let over_budget = self.sent > self.policy.max_requests;
+        let over_budget = !self.budget.take();
         let policy = self.policy.clone();
         let grant = self.grant.clone();
         let log = self.log.clone();
@@ -103,7 +131,7 @@ impl WasiHttpHooks for OutboundHooks {
                     LogLevel::Error,
                     LogSource::Host,
                     &format!(
-                        "outbound request refused: more than {} requests in one execution",
+                        "outbound request refused: more than {} requests and messages in one execution",
                         policy.max_requests
                     ),
                 );

@@ -57,6 +57,8 @@ pub struct SmtpRelay {
     pub log: LogSink,
     /// Answers instead of a server (`actionhost plugin test`).
     pub responder: Option<std::sync::Arc<dyn super::outbound::Responder>>,
+    /// The execution's sends left, shared with its HTTP requests.
+    pub budget: super::outbound::Budget,
 }
 
 impl SmtpRelay {
@@ -80,6 +82,18 @@ impl SmtpRelay {
             )));
         }
         let envelope = envelope(sender, recipients).map_err(RelayError::Permanent)?;
+        if !self.budget.take() {
+            let refusal = format!(
+                "more than {} outbound requests and messages in one execution",
+                self.budget.max()
+            );
+            self.log.push(
+                LogLevel::Error,
+                LogSource::Host,
+                &format!("smtp: {refusal}"),
+            );
+            return Err(RelayError::Permanent(refusal));
+        }
         if let Some(responder) = &self.responder {
             return responder
                 .relay(sender, recipients, message)

@@ -16,7 +16,7 @@ use super::bindings::latest::actionhost::executor::{
 };
 use super::credentials::Grant;
 use super::log::{Console, GuestOutput, LogLevel, LogSink, LogSource};
-use super::outbound::{OutboundHooks, OutboundPolicy};
+use super::outbound::{Budget, OutboundHooks, OutboundPolicy};
 use super::smtp::{RelayError, SmtpRelay};
 
 /// Per-store state.
@@ -49,13 +49,14 @@ impl HostState {
         // wasmtime's (a million entries) would let one instance take gigabytes.
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.resource_handles);
+        let budget = Budget::new(policy.max_requests);
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table,
-            smtp: SmtpRelay::new(limits, &policy, &grant, log.clone()),
+            smtp: SmtpRelay::new(limits, &policy, &grant, log.clone(), budget.clone()),
             signing_secret: grant.credentials.signing_secret().cloned(),
-            hooks: OutboundHooks::new(policy, grant, log.clone()),
+            hooks: OutboundHooks::new(policy, grant, log.clone(), budget),
             limiter: Limiter::new(limits),
             log,
             console,
@@ -70,9 +71,10 @@ impl HostState {
     pub(super) fn prepare(&mut self, limits: &Limits, policy: OutboundPolicy, grant: Arc<Grant>) {
         self.log = LogSink::new(limits.max_log_bytes);
         self.console.redirect(self.log.clone());
-        self.smtp = SmtpRelay::new(limits, &policy, &grant, self.log.clone());
+        let budget = Budget::new(policy.max_requests);
+        self.smtp = SmtpRelay::new(limits, &policy, &grant, self.log.clone(), budget.clone());
         self.signing_secret = grant.credentials.signing_secret().cloned();
-        self.hooks = OutboundHooks::new(policy, grant, self.log.clone());
+        self.hooks = OutboundHooks::new(policy, grant, self.log.clone(), budget);
         self.limiter = Limiter::new(limits);
     }
 
@@ -87,7 +89,12 @@ impl HostState {
             max_body_bytes: 0,
             responder: None,
         };
-        self.hooks = OutboundHooks::new(closed, Arc::new(Grant::default()), self.log.clone());
+        self.hooks = OutboundHooks::new(
+            closed,
+            Arc::new(Grant::default()),
+            self.log.clone(),
+            Budget::new(0),
+        );
         self.smtp.server = None;
         self.smtp.responder = None;
         self.signing_secret = None;
@@ -101,8 +108,15 @@ impl HostState {
 }
 
 impl SmtpRelay {
-    fn new(limits: &Limits, policy: &OutboundPolicy, grant: &Grant, log: LogSink) -> Self {
+    fn new(
+        limits: &Limits,
+        policy: &OutboundPolicy,
+        grant: &Grant,
+        log: LogSink,
+        budget: Budget,
+    ) -> Self {
         Self {
+            budget,
             server: grant.credentials.smtp().cloned(),
             allow_private_network: policy.allow_private_network,
             max_message_bytes: limits.max_outbound_body_bytes,
