@@ -189,7 +189,7 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
     }
     if settings.wants("hostile") {
         println!("== hostile plugins beside steady traffic");
-        crate::hostile::run(settings, budget.wrk, &mut results)?;
+        crate::hostile::run(settings, budget.wrk, budget.wrk_runs, &mut results)?;
     }
     if settings.wants("startup") {
         println!("== start-up and hot swap");
