@@ -68,6 +68,19 @@ impl FaultyHttp {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Waits until `n` whole requests have arrived; panics after a minute.
+    pub fn wait_for_requests(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.requests() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} held requests arrived",
+                self.requests()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Reads one request's head and its `Content-Length` body; false if the

@@ -265,17 +265,6 @@ fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin()
             Some(body),
         )
     };
-    let wait_for_requests = |n: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while peer.requests() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {} of {n} held requests arrived",
-                peer.requests()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
 
     std::thread::scope(|scope| {
         // The noisy tenant asks for six at once: two run, four are refused
@@ -283,7 +272,7 @@ fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin()
         let noisy_calls: Vec<_> = (0..6)
             .map(|_| scope.spawn(|| call(&noisy, "fetch", &held)))
             .collect();
-        wait_for_requests(2);
+        peer.wait_for_requests(2);
         // The refused ones answer while the two run (held, they cannot end).
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while noisy_calls.iter().filter(|c| c.is_finished()).count() < 4 {
@@ -306,7 +295,7 @@ fn a_noisy_tenant_at_its_cap_starves_neither_another_tenant_nor_another_plugin()
         let quiet_calls: Vec<_> = (0..2)
             .map(|_| scope.spawn(|| call(&quiet, "fetch", &held)))
             .collect();
-        wait_for_requests(4);
+        peer.wait_for_requests(4);
 
         // The plugin is full now (two tenants at two each): a third tenant
         // is refused on it, and still served by another plugin.
@@ -388,14 +377,7 @@ fn a_plugin_at_its_cap_holds_up_no_due_action_of_another_plugin() {
         // The hostile plugin's one slot is taken by a synchronous execute.
         let sync =
             scope.spawn(|| server.post("/api/v2/actions/fetch/execute", &json!({ "input": held })));
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while peer.requests() < 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the held request did not arrive"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        peer.wait_for_requests(1);
 
         // A due action of the full plugin stays scheduled; one of another
         // plugin, due after it, runs.
@@ -448,4 +430,77 @@ fn an_smtp_flood_stops_at_the_same_budget_as_outbound_requests() {
         "{stopped_by}"
     );
     assert_eq!(sink.received().len(), 10, "the relay sent past its budget");
+}
+
+#[test]
+fn a_plugins_own_limits_and_cap_apply_to_it_alone() {
+    let providers = Providers::start();
+    let peer = FaultyHttp::start(HttpFault::Hold);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("actionhost.toml");
+    std::fs::write(
+        &config,
+        r#"
+[limits]
+deadline = "120s"
+max_outbound_requests = 7
+
+[plugin_limits.fixture-hostile]
+max_outbound_requests = 3
+
+[concurrency.plugins]
+fixture-hostile = 1
+"#,
+    )
+    .expect("write the config");
+    let server = Server::start_with(Options {
+        plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Options::default()
+    });
+
+    // Each plugin shows the limits it runs under: the hostile one its own
+    // budget and `[limits]` for the rest, the no-op `[limits]` alone.
+    let list = server.get("/v1/plugins");
+    assert_eq!(list.status, 200, "{}", list.text);
+    let limits_of = |name: &str| {
+        list.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|item| item["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed: {}", list.text))["limits"]
+            .clone()
+    };
+    let (hostile, noop) = (limits_of("fixture-hostile"), limits_of("fixture-noop"));
+    assert_eq!(hostile["max_outbound_requests"], 3, "{hostile}");
+    assert_eq!(hostile["deadline"], "2m", "{hostile}");
+    assert_eq!(noop["max_outbound_requests"], 7, "{noop}");
+
+    // The budget that runs is the plugin's own.
+    let flood = server.post(
+        "/api/v2/actions/outbound_flood/execute",
+        &json!({ "input": { "url": format!("{}/flood", providers.base_url), "count": 100 } }),
+    );
+    assert_eq!(flood.json["successful"], true, "{}", flood.text);
+    assert_eq!(flood.json["data"]["answered"], 3, "{}", flood.text);
+
+    // One execution at a time for the hostile plugin: a second is refused
+    // by its own cap while the first is held; the no-op plugin is served.
+    let held = json!({ "input": { "url": format!("{}/slow", peer.base_url) } });
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| server.post("/api/v2/actions/fetch/execute", &held));
+        peer.wait_for_requests(1);
+        let refused = server.post("/api/v2/actions/fetch/execute", &held);
+        assert_busy(&refused, "concurrency.plugins.fixture-hostile");
+        let noop = server.post(
+            "/api/v2/actions/noop/execute",
+            &json!({ "input": { "echo": "beside" } }),
+        );
+        assert_eq!(noop.json["successful"], true, "{}", noop.text);
+        peer.release();
+        let first = first.join().expect("call");
+        assert_eq!(first.json["successful"], true, "{}", first.text);
+    });
+    assert_eq!(peer.requests(), 1, "the refused execution reached the peer");
 }

@@ -9,24 +9,31 @@
 //! action for a later pass when there is none, so it never holds its own
 //! permits while it waits; only Flowdash's background executions wait.
 //!
+//! A plugin named in `[concurrency.plugins]` has that cap instead of
+//! `per_plugin`: a plugin whose provider allows only a few connections at
+//! once, say, or one trusted with more.
+//!
 //! A tenant may hold at most `per_tenant` slots. With `per_tenant` below
 //! `per_plugin`, one tenant can therefore never fill a plugin: the rest of
 //! the plugin's slots stay for the other tenants.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 /// The caps (`[concurrency]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConcurrencyConfig {
     /// Executions of one plugin at once, all tenants together (default 256).
     pub per_plugin: usize,
     /// Executions of one tenant at once, all plugins together (default 128).
     pub per_tenant: usize,
+    /// Caps of single plugins, by the name in their manifest, in place of
+    /// `per_plugin` (`[concurrency.plugins]`, default none).
+    pub plugins: BTreeMap<String, usize>,
 }
 
 impl Default for ConcurrencyConfig {
@@ -34,6 +41,7 @@ impl Default for ConcurrencyConfig {
         Self {
             per_plugin: 256,
             per_tenant: 128,
+            plugins: BTreeMap::new(),
         }
     }
 }
@@ -46,7 +54,20 @@ impl ConcurrencyConfig {
                 "concurrency.per_plugin and concurrency.per_tenant must be at least 1".into(),
             );
         }
+        if let Some((name, _)) = self.plugins.iter().find(|(_, cap)| **cap == 0) {
+            return Err(format!(
+                "concurrency.plugins.{name} must be at least 1 (to stop a plugin, remove it)"
+            ));
+        }
         Ok(())
+    }
+
+    /// The cap of `plugin`, and the setting it comes from.
+    fn cap_of(&self, plugin: &str) -> (usize, String) {
+        match self.plugins.get(plugin) {
+            Some(cap) => (*cap, format!("concurrency.plugins.{plugin}")),
+            None => (self.per_plugin, "concurrency.per_plugin".into()),
+        }
     }
 }
 
@@ -63,13 +84,15 @@ pub enum Busy {
     },
     /// The plugin already runs its cap.
     #[error(
-        "plugin {plugin} already has {limit} executions running, its cap (concurrency.per_plugin); retry when one has finished"
+        "plugin {plugin} already has {limit} executions running, its cap ({setting}); retry when one has finished"
     )]
     Plugin {
         /// The plugin's name.
         plugin: String,
         /// The cap.
         limit: usize,
+        /// The setting the cap comes from.
+        setting: String,
     },
 }
 
@@ -105,7 +128,7 @@ impl Gate {
 
     /// Takes a slot of `tenant` and `plugin`, or says which cap is full.
     pub fn try_enter(&self, tenant: &str, plugin: &str) -> Result<Slot, Busy> {
-        let config = self.inner.config;
+        let config = &self.inner.config;
         let mut running = self.counts();
         let tenant_count = running.tenants.get(tenant).copied().unwrap_or(0);
         if tenant_count >= config.per_tenant {
@@ -114,10 +137,12 @@ impl Gate {
             });
         }
         let plugin_count = running.plugins.get(plugin).copied().unwrap_or(0);
-        if plugin_count >= config.per_plugin {
+        let (cap, setting) = config.cap_of(plugin);
+        if plugin_count >= cap {
             return Err(Busy::Plugin {
                 plugin: plugin.to_owned(),
-                limit: config.per_plugin,
+                limit: cap,
+                setting,
             });
         }
         running.tenants.insert(tenant.to_owned(), tenant_count + 1);
@@ -209,6 +234,7 @@ mod tests {
         Gate::new(ConcurrencyConfig {
             per_plugin,
             per_tenant,
+            plugins: BTreeMap::new(),
         })
     }
 
@@ -230,7 +256,8 @@ mod tests {
                 .expect_err("the plugin is full"),
             Busy::Plugin {
                 plugin: "crm".into(),
-                limit: 3
+                limit: 3,
+                setting: "concurrency.per_plugin".into(),
             }
         );
         assert_eq!(gate.running("noisy", "crm"), (2, 3));
@@ -258,5 +285,39 @@ mod tests {
             .expect("the waiter did not panic");
         assert_eq!(gate.running("t", "p"), (1, 1));
         drop(slot);
+    }
+
+    #[test]
+    fn a_plugin_named_in_the_config_has_its_own_cap() {
+        let gate = Gate::new(ConcurrencyConfig {
+            per_plugin: 4,
+            per_tenant: 10,
+            plugins: BTreeMap::from([("linkedin".to_owned(), 1)]),
+        });
+        let held = gate.try_enter("t", "linkedin").expect("free");
+        assert_eq!(
+            gate.try_enter("u", "linkedin").expect_err("at its own cap"),
+            Busy::Plugin {
+                plugin: "linkedin".into(),
+                limit: 1,
+                setting: "concurrency.plugins.linkedin".into(),
+            }
+        );
+        let others: Vec<Slot> = (0..4)
+            .map(|_| gate.try_enter("t", "crm").expect("per_plugin for the rest"))
+            .collect();
+        assert!(gate.try_enter("t", "crm").is_err());
+        drop((held, others));
+        assert_eq!(gate.running("t", "linkedin"), (0, 0));
+    }
+
+    #[test]
+    fn a_zero_cap_for_a_plugin_is_refused_by_name() {
+        let config = ConcurrencyConfig {
+            plugins: BTreeMap::from([("crm".to_owned(), 0)]),
+            ..ConcurrencyConfig::default()
+        };
+        let err = config.check().expect_err("refused");
+        assert!(err.contains("concurrency.plugins.crm"), "{err}");
     }
 }

@@ -36,7 +36,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::runtime::{
-    CacheOutcome, ComponentSource, HostRule, LoadError, Plugin, PluginOptions, Runtime,
+    CacheOutcome, ComponentSource, HostRule, Limits, LoadError, Plugin, PluginOptions, Runtime,
 };
 use sha2::{Digest, Sha256};
 
@@ -171,6 +171,11 @@ pub struct PluginInfo {
     /// The action types this version serves right now (it is the newest
     /// active version providing them).
     pub serving: Vec<String>,
+    /// The sandbox limits its executions run under: `[limits]`, or the
+    /// plugin's own `[plugin_limits.NAME]`; null while loading or when it
+    /// failed.
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Limits>,
 }
 
 /// An action type and the versions that provide it.
@@ -974,6 +979,7 @@ impl PluginRegistry {
                 sha256: pending.sha256.clone(),
                 wit_version: None,
                 size: None,
+                limits: None,
                 loaded_at: pending.since.clone(),
                 load_ms: None,
                 cache: None,
@@ -1045,6 +1051,7 @@ fn info(snapshot: &Snapshot, key: &(String, semver::Version), entry: &Entry) -> 
         sha256: Some(entry.plugin.sha256().to_owned()),
         wit_version: Some(manifest.wit_version.clone()),
         size: Some(entry.plugin.size()),
+        limits: Some(entry.plugin.limits().clone()),
         loaded_at: entry.loaded_at.clone(),
         load_ms: Some(u64::try_from(entry.plugin.load_time().as_millis()).unwrap_or(u64::MAX)),
         cache: Some(entry.plugin.cache_outcome()),

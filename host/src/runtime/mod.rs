@@ -57,6 +57,7 @@ mod smtp;
 mod state;
 pub mod types;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +155,9 @@ pub struct RuntimeConfig {
     pub fuel: bool,
     /// Default limits of plugins.
     pub limits: Limits,
+    /// Limits of single plugins, by the name in their manifest, in place of
+    /// `limits` (a plugin loaded with [`PluginOptions::limits`] keeps those).
+    pub plugin_limits: HashMap<String, Limits>,
     /// Instance reuse for plugins that opt in (`reuse-policy`).
     pub reuse: ReuseConfig,
 }
@@ -193,6 +197,7 @@ impl RuntimeConfig {
             max_component_bytes: 64 << 20,
             fuel: false,
             limits: Limits::default(),
+            plugin_limits: HashMap::new(),
             reuse: ReuseConfig::default(),
         }
     }

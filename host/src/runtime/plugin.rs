@@ -350,17 +350,26 @@ pub(super) async fn load(
         WitVersion::V0_1_2 => Pre::V0_1_2(v0_1_2::ExecutorPre::new(instance_pre).map_err(link)?),
     };
 
-    let mut limits = options
-        .limits
-        .unwrap_or_else(|| runtime.config.limits.clone());
-    limits.memory_bytes = limits.memory_bytes.min(runtime.config.max_memory_bytes);
-    limits.table_elements = limits
-        .table_elements
-        .min(runtime.config.limits.table_elements);
-
-    let describe_limits = Limits {
-        deadline: limits.deadline.min(DESCRIBE_DEADLINE),
-        ..limits.clone()
+    // `describe` runs before the plugin's name is known: under the limits
+    // of every plugin, or the caller's.
+    let clamp = |mut limits: Limits| {
+        limits.memory_bytes = limits.memory_bytes.min(runtime.config.max_memory_bytes);
+        limits.table_elements = limits
+            .table_elements
+            .min(runtime.config.limits.table_elements);
+        limits
+    };
+    let describe_limits = {
+        let limits = clamp(
+            options
+                .limits
+                .clone()
+                .unwrap_or_else(|| runtime.config.limits.clone()),
+        );
+        Limits {
+            deadline: limits.deadline.min(DESCRIBE_DEADLINE),
+            ..limits
+        }
     };
     // The entry is a few kilobytes, but reading it and writing it (with an
     // fsync) is file I/O: on a blocking thread, not the async one.
@@ -386,6 +395,12 @@ pub(super) async fn load(
         }
     };
     let mut manifest = check_manifest(described.manifest, wit_version.as_str())?;
+    let limits = clamp(
+        options
+            .limits
+            .or_else(|| runtime.config.plugin_limits.get(&manifest.name).cloned())
+            .unwrap_or_else(|| runtime.config.limits.clone()),
+    );
     manifest.reuse = described.reuse.map(|p| ReusePolicy {
         max_calls: p.max_calls,
         max_idle: p.max_idle,

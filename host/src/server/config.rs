@@ -2,6 +2,7 @@
 //! environment variables, then command-line flags, each overriding the one
 //! before. Unknown settings are errors that name them.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,13 +74,18 @@ pub struct ServeConfig {
     pub allowed_plugin_sha256: Vec<String>,
     /// Default sandbox limits of plugins.
     pub limits: Limits,
+    /// Limits of single plugins, by the name in their manifest
+    /// (`[plugin_limits.send-email]`): each field given replaces that of
+    /// `[limits]` for that plugin; the fields left out keep `[limits]`.
+    pub plugin_limits: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// Instance reuse for plugins that opt in (`[reuse]`: `enabled`,
     /// `max_calls`, `max_idle`).
     pub reuse: ReuseConfig,
     /// The scheduler, retries and idempotency keys (`[scheduler]`).
     pub scheduler: SchedulerConfig,
     /// Executions running at once per plugin and per tenant
-    /// (`[concurrency]`: `per_plugin`, `per_tenant`).
+    /// (`[concurrency]`: `per_plugin`, `per_tenant`, and the caps of single
+    /// plugins in `[concurrency.plugins]`).
     pub concurrency: ConcurrencyConfig,
 }
 
@@ -100,6 +106,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("allow_private_network", &self.allow_private_network)
             .field("extra_hosts", &self.extra_hosts)
             .field("allowed_plugin_sha256", &self.allowed_plugin_sha256)
+            .field("limits", &self.limits)
+            .field("plugin_limits", &self.plugin_limits)
             .field("scheduler", &self.scheduler)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
@@ -126,6 +134,7 @@ impl Default for ServeConfig {
             extra_hosts: Vec::new(),
             allowed_plugin_sha256: Vec::new(),
             limits: Limits::default(),
+            plugin_limits: BTreeMap::new(),
             reuse: ReuseConfig::default(),
             scheduler: SchedulerConfig::default(),
             concurrency: ConcurrencyConfig::default(),
@@ -174,6 +183,7 @@ const SETTINGS: &[&str] = &[
     "extra_hosts",
     "allowed_plugin_sha256",
     "limits",
+    "plugin_limits",
     "reuse",
     "scheduler",
     "concurrency",
@@ -211,6 +221,7 @@ impl ServeConfig {
             .scheduler
             .check()
             .and_then(|()| config.concurrency.check())
+            .and_then(|()| config.plugin_limits().map(drop))
             .map_err(|message| format!("invalid configuration: {message}"))?;
         let mut config = config;
         for (n, hash) in config.allowed_plugin_sha256.iter_mut().enumerate() {
@@ -223,6 +234,26 @@ impl ServeConfig {
             hash.make_ascii_lowercase();
         }
         Ok(config)
+    }
+
+    /// The limits of each plugin named in `[plugin_limits]`: `[limits]`
+    /// with the plugin's fields in place of its own.
+    pub fn plugin_limits(&self) -> Result<HashMap<String, Limits>, String> {
+        let serde_json::Value::Object(base) =
+            serde_json::to_value(&self.limits).map_err(|err| format!("limits: {err}"))?
+        else {
+            return Err("limits: not a table".into());
+        };
+        self.plugin_limits
+            .iter()
+            .map(|(name, fields)| {
+                let mut merged = base.clone();
+                merged.extend(fields.clone());
+                serde_json::from_value::<Limits>(serde_json::Value::Object(merged))
+                    .map(|limits| (name.clone(), limits))
+                    .map_err(|err| format!("plugin_limits.{name}: {err}"))
+            })
+            .collect()
     }
 
     /// Where compiled components are cached.
@@ -272,5 +303,50 @@ mod tests {
             err.contains("allowed_plugin_sha256[1]") && err.contains("sha256:abc"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_plugins_limits_replace_only_the_fields_it_names() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("actionhost.toml");
+        std::fs::write(
+            &file,
+            "[limits]\ndeadline = \"20s\"\nmax_log_bytes = 1000\n\n\
+             [plugin_limits.linkedin-message]\ndeadline = \"5s\"\nmemory_bytes = 16777216\n",
+        )
+        .expect("write");
+        let config = ServeConfig::load(Some(&file), &Overrides::default()).expect("loads");
+        let limits = config.plugin_limits().expect("resolves");
+        let linkedin = &limits["linkedin-message"];
+        assert_eq!(linkedin.deadline, Duration::from_secs(5));
+        assert_eq!(linkedin.memory_bytes, 16 << 20);
+        assert_eq!(linkedin.max_log_bytes, 1000, "the rest comes from [limits]");
+        assert_eq!(config.limits.deadline, Duration::from_secs(20));
+        assert_eq!(limits.len(), 1);
+    }
+
+    #[test]
+    fn a_mistake_in_a_plugins_limits_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("actionhost.toml");
+        for (text, expect) in [
+            ("[plugin_limits.crm]\ndeadlin = \"5s\"\n", "deadlin"),
+            (
+                "[plugin_limits.crm]\ndeadline = \"soon\"\n",
+                "plugin_limits.crm",
+            ),
+            (
+                "[plugin_limits.crm]\nmemory_bytes = -1\n",
+                "plugin_limits.crm",
+            ),
+            (
+                "[concurrency.plugins]\ncrm = 0\n",
+                "concurrency.plugins.crm",
+            ),
+        ] {
+            std::fs::write(&file, text).expect("write");
+            let err = ServeConfig::load(Some(&file), &Overrides::default()).expect_err(text);
+            assert!(err.contains(expect), "{text}: {err}");
+        }
     }
 }

@@ -89,6 +89,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     let mut runtime_config = RuntimeConfig::new(config.cache_dir());
     runtime_config.allow_private_network = config.allow_private_network;
     runtime_config.limits = config.limits.clone();
+    runtime_config.plugin_limits = config
+        .plugin_limits()
+        .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))?;
     runtime_config.reuse = config.reuse;
     runtime_config.max_component_bytes = config.max_plugin_bytes;
     let runtime = Runtime::new(runtime_config)?;
@@ -139,7 +142,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         registry.clone(),
         accounts.clone(),
         records.clone(),
-        config.concurrency,
+        config.concurrency.clone(),
     );
     let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
     // Read before the first request can start an action.
@@ -205,6 +208,18 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     // once they are loaded. Recovery and the scheduler need them, so they
     // follow; the folder is watched from then on.
     let started = std::time::Instant::now();
+    let configured_names: Vec<(&'static str, String)> = config
+        .plugin_limits
+        .keys()
+        .map(|name| ("plugin_limits", name.clone()))
+        .chain(
+            config
+                .concurrency
+                .plugins
+                .keys()
+                .map(|name| ("concurrency.plugins", name.clone())),
+        )
+        .collect();
     let scheduler = tokio::spawn({
         let actions = actions.clone();
         let mut stop = stop_rx.clone();
@@ -227,6 +242,23 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                 ms = started.elapsed().as_millis() as u64,
                 "plugins loaded; ready"
             );
+            // A name that matches no plugin is most likely a typo: the
+            // setting does nothing until such a plugin arrives.
+            let loaded: std::collections::BTreeSet<String> = registry
+                .plugins()
+                .iter()
+                .map(|plugin| plugin.manifest().name.clone())
+                .collect();
+            for (setting, name) in configured_names
+                .iter()
+                .filter(|(_, name)| !loaded.contains(name))
+            {
+                tracing::warn!(
+                    setting = %format!("{setting}.{name}"),
+                    plugins = %loaded.iter().map(String::as_str).collect::<Vec<_>>().join(","),
+                    "no loaded plugin has this name; the setting applies once one does"
+                );
+            }
             tokio::spawn({
                 let registry = registry.clone();
                 let stop = stop.clone();
