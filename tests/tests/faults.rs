@@ -365,6 +365,73 @@ fn misbehaving_smtp_servers_end_in_the_right_error_and_a_message_that_may_be_del
 }
 
 #[test]
+fn a_deadline_that_strikes_while_the_smtp_server_keeps_its_greeting_is_a_retryable_failure() {
+    // The deadline (3 s) is shorter than each step's timeout (10 s, the
+    // default): it is the deadline that ends the wait for the greeting.
+    // Nothing was sent, so even the email may be tried again.
+    let server = Server::start_with(Options {
+        env: vec![(
+            "ACTIONHOST_LIMITS__DEADLINE".into(),
+            format!("{}s", DEADLINE.as_secs()),
+        )],
+        ..Options::default()
+    });
+    let (port, messages) = faulty_smtp_counting(SmtpFault::Hang);
+    smtp_account(&server, "greeting", port);
+    let started = Instant::now();
+    let answer = server.post(
+        "/api/v2/actions/send_email/execute",
+        &json!({ "entityId": "greeting", "input": { "to": ["grace@example.com"], "subject": "s", "body": "b" } }),
+    );
+    expect(
+        "greeting",
+        "send_email",
+        &answer,
+        started.elapsed(),
+        "transient",
+        true,
+    );
+    let error = answer.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("still connecting") && error.contains("nothing was sent"),
+        "{error}"
+    );
+    assert_eq!(messages.load(Ordering::SeqCst), 0);
+
+    // As a stored action it is tried again, not failed for good.
+    let created = server.post(
+        "/v1/actions",
+        &json!({ "type": "send_email", "params": { "to": "grace@example.com", "subject": "stored", "body": "b" }, "identity_id": "greeting", "require_approval": false }),
+    );
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json["action_id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let action = server.get(&format!("/v1/actions/{id}"));
+        let records = action.json["action"]["execution_records"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if records >= 1 {
+            // Waiting for its next attempt, or already in it.
+            let status = action.json["action"]["status"].as_str().unwrap_or_default();
+            assert!(
+                status == "scheduled" || status == "executing",
+                "{}",
+                action.text
+            );
+            assert_eq!(
+                action.json["action"]["execution_records"][0]["error_code"], "transient",
+                "{}",
+                action.text
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", action.text);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_token_endpoint_that_hangs_fails_or_answers_garbage_leaves_the_account_active_and_the_error_retryable()
  {
     let providers = Providers::start();

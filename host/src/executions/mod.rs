@@ -630,6 +630,29 @@ impl Pipeline {
             ),
         };
 
+        // A deadline that struck while a request was still connecting (DNS
+        // answered; connect, TLS, the SMTP greeting or the envelope hung):
+        // the provider could not be reached and nothing was sent, so it may
+        // be tried again, whatever the action type. A request sent before
+        // it and never answered still makes it `outcome_unknown` below.
+        let connecting = log.outbound.last().filter(|c| !c.sent && !c.settled);
+        if let Some(failure) = &mut error
+            && failure.fault.as_deref() == Some("deadline_exceeded")
+            && let Some(call) = connecting
+        {
+            *failure = ErrorInfo {
+                code: "transient".into(),
+                message: format!(
+                    "{call} was still connecting when the deadline struck ({}); nothing was sent, so it may be tried again",
+                    failure.message
+                ),
+                retryable: true,
+                retry_after_ms: None,
+                fault: failure.fault.clone(),
+                fields: Vec::new(),
+            };
+        }
+
         // A request that went out and got no answer may have been processed:
         // for a type that is not idempotent, that is not a failure to retry.
         // For an idempotent one it is: a provider that hung past the
@@ -650,8 +673,8 @@ impl Pipeline {
             *failure = ErrorInfo {
                 code: "transient".into(),
                 message: format!(
-                    "{} {}{} got no answer before the deadline ({}); the action type is idempotent, so it may be tried again",
-                    call.method, call.host, call.path, failure.message
+                    "{call} got no answer before the deadline ({}); the action type is idempotent, so it may be tried again",
+                    failure.message
                 ),
                 retryable: true,
                 retry_after_ms: None,
@@ -667,8 +690,8 @@ impl Pipeline {
             *failure = ErrorInfo {
                 code: "outcome_unknown".into(),
                 message: format!(
-                    "{} {}{} was sent and no answer came ({}); the provider may have acted on it, so it is not retried automatically; check with the provider, then resolve the action",
-                    call.method, call.host, call.path, failure.message
+                    "{call} was sent and no answer came ({}); the provider may have acted on it, so it is not retried automatically; check with the provider, then resolve the action",
+                    failure.message
                 ),
                 retryable: false,
                 retry_after_ms: None,

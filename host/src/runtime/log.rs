@@ -91,6 +91,18 @@ pub struct OutboundCall {
     pub settled: bool,
 }
 
+impl std::fmt::Display for OutboundCall {
+    /// `GET api.example.com/v1/contacts`, or `SMTP smtp.example.com:587
+    /// (MAIL)` with the step of the message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.method == "SMTP" {
+            write!(f, "SMTP {} ({})", self.host, self.path)
+        } else {
+            write!(f, "{} {}{}", self.method, self.host, self.path)
+        }
+    }
+}
+
 impl ExecutionLog {
     /// The last `n` lines, one per line of text, for error reports.
     pub fn tail(&self, n: usize) -> String {
@@ -206,6 +218,18 @@ impl LogSink {
             Some(state.log.outbound.len() - 1)
         } else {
             None
+        }
+    }
+
+    /// Marks a call noted while connecting as sent: from now on the
+    /// provider may act on it.
+    pub fn mark_sent(&self, slot: Option<usize>, path: Option<&str>) {
+        let mut state = self.state();
+        if let Some(call) = slot.and_then(|i| state.log.outbound.get_mut(i)) {
+            call.sent = true;
+            if let Some(path) = path {
+                call.path = path.to_owned();
+            }
         }
     }
 

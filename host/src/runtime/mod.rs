@@ -136,6 +136,32 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Refuses limits that could not work as written, naming the key:
+    /// a zero deadline, or a request budget past what one execution's
+    /// trace can hold (which would leave sent requests out of it).
+    pub fn check(&self) -> Result<(), String> {
+        if self.deadline.is_zero() || self.connect_timeout.is_zero() {
+            return Err("deadline and connect_timeout must be longer than 0".into());
+        }
+        if self.max_outbound_requests as usize > log::MAX_CALLS {
+            return Err(format!(
+                "max_outbound_requests is {}, more than {} (the most requests one execution's trace records)",
+                self.max_outbound_requests,
+                log::MAX_CALLS
+            ));
+        }
+        if self.memory_bytes > RuntimeConfig::DEFAULT_MAX_MEMORY_BYTES {
+            return Err(format!(
+                "memory_bytes is {}, more than the sandbox's largest memory ({} bytes, 1 GiB)",
+                self.memory_bytes,
+                RuntimeConfig::DEFAULT_MAX_MEMORY_BYTES
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How the operator configures the sandbox as a whole.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -187,13 +213,16 @@ impl Default for ReuseConfig {
 }
 
 impl RuntimeConfig {
+    /// The default of `max_memory_bytes`: 1 GiB.
+    pub const DEFAULT_MAX_MEMORY_BYTES: usize = 1 << 30;
+
     /// Defaults, with the compiled-code cache in `cache_dir`.
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
             allow_private_network: false,
             max_instances: 1000,
-            max_memory_bytes: 1 << 30,
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
             max_component_bytes: 64 << 20,
             fuel: false,
             limits: Limits::default(),

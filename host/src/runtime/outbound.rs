@@ -410,18 +410,20 @@ async fn deliver(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
+    let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // Noted while it connects, not yet sent: a deadline that strikes now
+    // finds a provider that could not be reached, and nothing delivered.
+    let slot = log.record_call(OutboundCall {
+        method: method.to_string(),
+        host: destination.host.clone(),
+        path: path.clone(),
+        status: None,
+        duration_ms: 0,
+        sent: false,
+        settled: false,
+    });
     // Failures before the request is written: it never reached the provider.
-    let record_unsent = || {
-        log.record_call(OutboundCall {
-            method: method.to_string(),
-            host: destination.host.clone(),
-            path: path.clone(),
-            status: None,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            sent: false,
-            settled: true,
-        });
-    };
+    let record_unsent = || log.settle_call(slot, None, elapsed_ms());
 
     let stream = match tokio::time::timeout(*connect_timeout, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
@@ -473,16 +475,7 @@ async fn deliver(
     // From here the request may reach the provider: it is noted as sent
     // before the first byte goes out, so an execution cut short while it
     // waits (its deadline, a shutdown) still shows a request in flight.
-    let slot = log.record_call(OutboundCall {
-        method: method.to_string(),
-        host: destination.host.clone(),
-        path: path.clone(),
-        status: None,
-        duration_ms: 0,
-        sent: true,
-        settled: false,
-    });
-    let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    log.mark_sent(slot, None);
     let response =
         match tokio::time::timeout(*first_byte_timeout, sender.send_request(request)).await {
             Ok(Ok(response)) => response,

@@ -113,24 +113,25 @@ impl SmtpRelay {
         );
         let started = Instant::now();
         let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        // A call that was sent is in flight until settled; one that was not
-        // is over.
-        let call = |path: &str, sent: bool| OutboundCall {
+        // Noted while it connects, not yet sent: a deadline that strikes
+        // before the go-ahead finds a server that could not be reached, and
+        // nothing delivered.
+        let slot = self.log.record_call(OutboundCall {
             method: "SMTP".into(),
             host: format!("{}:{}", server.host, server.port),
-            path: path.into(),
+            path: "MAIL".into(),
             status: None,
-            duration_ms: elapsed_ms(),
-            sent,
-            settled: !sent,
-        };
+            duration_ms: 0,
+            sent: false,
+            settled: false,
+        });
 
         // Up to the server's go-ahead for the message, nothing can be
         // delivered: any failure here may simply be tried again.
         let mut connection = match self.open(server, address, &envelope, message).await {
             Ok(connection) => connection,
             Err(error) => {
-                self.log.record_call(call("MAIL", false));
+                self.log.settle_call(slot, None, elapsed_ms());
                 self.log
                     .push(LogLevel::Warn, LogSource::Host, &format!("smtp: {error:?}"));
                 return Err(error);
@@ -141,7 +142,7 @@ impl SmtpRelay {
         // that an execution cut short while it waits still shows it.
         // Not under the step timeout: a large message takes as long as it
         // takes, within the execution's deadline.
-        let slot = self.log.record_call(call("DATA", true));
+        self.log.mark_sent(slot, Some("DATA"));
         let (status, outcome) = match connection.message(message).await {
             Ok(response) => {
                 let code = u16::from(response.code());

@@ -221,6 +221,12 @@ impl ServeConfig {
             .scheduler
             .check()
             .and_then(|()| config.concurrency.check())
+            .and_then(|()| {
+                config
+                    .limits
+                    .check()
+                    .map_err(|err| format!("limits: {err}"))
+            })
             .and_then(|()| config.plugin_limits().map(drop))
             .map_err(|message| format!("invalid configuration: {message}"))?;
         let mut config = config;
@@ -249,9 +255,21 @@ impl ServeConfig {
             .map(|(name, fields)| {
                 let mut merged = base.clone();
                 merged.extend(fields.clone());
-                serde_json::from_value::<Limits>(serde_json::Value::Object(merged))
-                    .map(|limits| (name.clone(), limits))
-                    .map_err(|err| format!("plugin_limits.{name}: {err}"))
+                let limits = serde_json::from_value::<Limits>(serde_json::Value::Object(merged))
+                    .map_err(|err| err.to_string())
+                    .and_then(|limits| {
+                        limits.check()?;
+                        // The pool's table slots are sized by [limits].
+                        if limits.table_elements > self.limits.table_elements {
+                            return Err(format!(
+                                "table_elements is {}, more than [limits] table_elements ({}), which sizes every instance slot",
+                                limits.table_elements, self.limits.table_elements
+                            ));
+                        }
+                        Ok(limits)
+                    })
+                    .map_err(|err| format!("plugin_limits.{name}: {err}"))?;
+                Ok((name.clone(), limits))
             })
             .collect()
     }
@@ -342,6 +360,19 @@ mod tests {
             (
                 "[concurrency.plugins]\ncrm = 0\n",
                 "concurrency.plugins.crm",
+            ),
+            (
+                "[plugin_limits.crm]\nmax_outbound_requests = 5000\n",
+                "plugin_limits.crm: max_outbound_requests is 5000",
+            ),
+            (
+                "[plugin_limits.crm]\ntable_elements = 200000\n",
+                "plugin_limits.crm: table_elements",
+            ),
+            ("[limits]\ndeadline = \"0s\"\n", "limits: deadline"),
+            (
+                "[limits]\nmemory_bytes = 2147483648\n",
+                "limits: memory_bytes",
             ),
         ] {
             std::fs::write(&file, text).expect("write");
