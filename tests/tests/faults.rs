@@ -26,6 +26,21 @@ const DEADLINE: Duration = Duration::from_secs(3);
 /// takes longer was not ended by its deadline.
 const WITHIN: Duration = Duration::from_secs(15);
 
+/// A server whose executions have [`DEADLINE`], with these extra
+/// environment variables.
+fn server_with_deadline(env: &[(&str, &str)]) -> Server {
+    let deadline = (
+        "ACTIONHOST_LIMITS__DEADLINE".to_owned(),
+        format!("{}s", DEADLINE.as_secs()),
+    );
+    Server::start_with(Options {
+        env: std::iter::once(deadline)
+            .chain(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+            .collect(),
+        ..Options::default()
+    })
+}
+
 /// An auth config of `app` with `scheme`, and one account of it for
 /// `entity` with `metadata` and `credentials`.
 fn connect(server: &Server, app: &str, entity: &str, scheme: Value, account: Value) {
@@ -111,13 +126,7 @@ fn expect(case: &str, action: &str, answer: &Answer, took: Duration, code: &str,
 
 #[test]
 fn misbehaving_http_peers_end_in_the_right_error_within_the_deadline_and_hold_up_nothing() {
-    let server = Server::start_with(Options {
-        env: vec![(
-            "ACTIONHOST_LIMITS__DEADLINE".into(),
-            format!("{}s", DEADLINE.as_secs()),
-        )],
-        ..Options::default()
-    });
+    let server = server_with_deadline(&[]);
     let traffic = SteadyTraffic::start(&server);
 
     // The request reached the provider and no usable answer came back: the
@@ -272,16 +281,7 @@ fn misbehaving_smtp_servers_end_in_the_right_error_and_a_message_that_may_be_del
  {
     // Each SMTP step has a second, well inside the deadline, as the 10 s
     // default is inside the 30 s one.
-    let server = Server::start_with(Options {
-        env: vec![
-            (
-                "ACTIONHOST_LIMITS__DEADLINE".into(),
-                format!("{}s", DEADLINE.as_secs()),
-            ),
-            ("ACTIONHOST_LIMITS__CONNECT_TIMEOUT".into(), "1s".into()),
-        ],
-        ..Options::default()
-    });
+    let server = server_with_deadline(&[("ACTIONHOST_LIMITS__CONNECT_TIMEOUT", "1s")]);
     let traffic = SteadyTraffic::start(&server);
     let send = |entity: &str| {
         let started = Instant::now();
@@ -369,13 +369,7 @@ fn a_deadline_that_strikes_while_the_smtp_server_keeps_its_greeting_is_a_retryab
     // The deadline (3 s) is shorter than each step's timeout (10 s, the
     // default): it is the deadline that ends the wait for the greeting.
     // Nothing was sent, so even the email may be tried again.
-    let server = Server::start_with(Options {
-        env: vec![(
-            "ACTIONHOST_LIMITS__DEADLINE".into(),
-            format!("{}s", DEADLINE.as_secs()),
-        )],
-        ..Options::default()
-    });
+    let server = server_with_deadline(&[]);
     let (port, messages) = faulty_smtp_counting(SmtpFault::Hang);
     smtp_account(&server, "greeting", port);
     let started = Instant::now();
@@ -435,13 +429,7 @@ fn a_deadline_that_strikes_while_the_smtp_server_keeps_its_greeting_is_a_retryab
 fn a_token_endpoint_that_hangs_fails_or_answers_garbage_leaves_the_account_active_and_the_error_retryable()
  {
     let providers = Providers::start();
-    let server = Server::start_with(Options {
-        env: vec![(
-            "ACTIONHOST_LIMITS__DEADLINE".into(),
-            format!("{}s", DEADLINE.as_secs()),
-        )],
-        ..Options::default()
-    });
+    let server = server_with_deadline(&[]);
     // A token that has expired by the time of the first execution: it must
     // be refreshed before the plugin can run.
     providers.set_token_lifetime(1);

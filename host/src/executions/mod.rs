@@ -630,74 +630,8 @@ impl Pipeline {
             ),
         };
 
-        // A deadline that struck while a request was still connecting (DNS
-        // answered; connect, TLS, the SMTP greeting or the envelope hung):
-        // the provider could not be reached and nothing was sent, so it may
-        // be tried again, whatever the action type. A request sent before
-        // it and never answered still makes it `outcome_unknown` below.
-        let connecting = log.outbound.last().filter(|c| !c.sent && !c.settled);
-        if let Some(failure) = &mut error
-            && failure.fault.as_deref() == Some("deadline_exceeded")
-            && let Some(call) = connecting
-        {
-            *failure = ErrorInfo {
-                code: "transient".into(),
-                message: format!(
-                    "{call} was still connecting when the deadline struck ({}); nothing was sent, so it may be tried again",
-                    failure.message
-                ),
-                retryable: true,
-                retry_after_ms: None,
-                fault: failure.fault.clone(),
-                fields: Vec::new(),
-            };
-        }
-
-        // A request that went out and got no answer may have been processed:
-        // for a type that is not idempotent, that is not a failure to retry.
-        // For an idempotent one it is: a provider that hung past the
-        // deadline is the provider's fault, not the plugin's.
-        let unanswered = log
-            .outbound
-            .iter()
-            .rev()
-            .find(|c| c.sent && c.status.is_none());
-        // Only a request still waiting when the deadline struck: one that
-        // failed before, followed by a plugin that looped, is the plugin's.
-        let in_flight = log.outbound.last().filter(|c| c.sent && !c.settled);
-        if idempotent
-            && let Some(failure) = &mut error
-            && failure.fault.as_deref() == Some("deadline_exceeded")
-            && let Some(call) = in_flight
-        {
-            *failure = ErrorInfo {
-                code: "transient".into(),
-                message: format!(
-                    "{call} got no answer before the deadline ({}); the action type is idempotent, so it may be tried again",
-                    failure.message
-                ),
-                retryable: true,
-                retry_after_ms: None,
-                fault: failure.fault.clone(),
-                fields: Vec::new(),
-            };
-        }
-        if !idempotent
-            && let Some(failure) = &mut error
-            && failure.code != "rate_limited"
-            && let Some(call) = unanswered
-        {
-            *failure = ErrorInfo {
-                code: "outcome_unknown".into(),
-                message: format!(
-                    "{call} was sent and no answer came ({}); the provider may have acted on it, so it is not retried automatically; check with the provider, then resolve the action",
-                    failure.message
-                ),
-                retryable: false,
-                retry_after_ms: None,
-                fault: failure.fault.clone(),
-                fields: Vec::new(),
-            };
+        if let Some(failure) = &mut error {
+            blame_the_provider(failure, &log.outbound, idempotent);
         }
 
         // A provider that rejects a stored credential expires the account.
@@ -810,4 +744,62 @@ fn error_info(error: &ExecuteError) -> ErrorInfo {
             _ => Vec::new(),
         },
     }
+}
+
+/// Turns a failure the provider caused into the provider's error, by the
+/// execution's outbound calls:
+/// - a deadline that struck while a request was still connecting (DNS
+///   answered; connect, TLS, the SMTP greeting or the envelope hung): the
+///   provider could not be reached and nothing was sent, so it may be tried
+///   again, whatever the action type;
+/// - a deadline that struck while a sent request waited for its answer: for
+///   an idempotent type, the provider's fault and a failure to retry (only
+///   a request still waiting then: one that failed before, followed by a
+///   plugin that looped, is the plugin's);
+/// - any failure but `rate_limited` after a request that was sent and never
+///   answered, for a type that is not idempotent: the provider may have
+///   acted on it, so it is `outcome_unknown`, not retried. This wins over
+///   the first rule when an earlier request went unanswered.
+fn blame_the_provider(failure: &mut ErrorInfo, outbound: &[OutboundCall], idempotent: bool) {
+    let at_deadline = failure.fault.as_deref() == Some("deadline_exceeded");
+    let waiting = outbound.last().filter(|c| !c.settled);
+    if at_deadline && let Some(call) = waiting.filter(|c| !c.sent) {
+        let message = format!(
+            "{call} was still connecting when the deadline struck ({}); nothing was sent, so it may be tried again",
+            failure.message
+        );
+        reclassify(failure, "transient", true, message);
+    } else if idempotent
+        && at_deadline
+        && let Some(call) = waiting.filter(|c| c.sent)
+    {
+        let message = format!(
+            "{call} got no answer before the deadline ({}); the action type is idempotent, so it may be tried again",
+            failure.message
+        );
+        reclassify(failure, "transient", true, message);
+    }
+    let unanswered = outbound.iter().rev().find(|c| c.sent && c.status.is_none());
+    if !idempotent
+        && failure.code != "rate_limited"
+        && let Some(call) = unanswered
+    {
+        let message = format!(
+            "{call} was sent and no answer came ({}); the provider may have acted on it, so it is not retried automatically; check with the provider, then resolve the action",
+            failure.message
+        );
+        reclassify(failure, "outcome_unknown", false, message);
+    }
+}
+
+/// `failure` as the provider's error `code`, keeping the plugin's fault.
+fn reclassify(failure: &mut ErrorInfo, code: &str, retryable: bool, message: String) {
+    *failure = ErrorInfo {
+        code: code.into(),
+        message,
+        retryable,
+        retry_after_ms: None,
+        fault: failure.fault.take(),
+        fields: Vec::new(),
+    };
 }

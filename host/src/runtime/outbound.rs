@@ -423,7 +423,7 @@ async fn deliver(
         settled: false,
     });
     // Failures before the request is written: it never reached the provider.
-    let record_unsent = || log.settle_call(slot, None, elapsed_ms());
+    let settle_unsent = || log.settle_call(slot, None, elapsed_ms());
 
     let stream = match tokio::time::timeout(*connect_timeout, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
@@ -433,11 +433,11 @@ async fn deliver(
                 LogSource::Host,
                 &format!("{method} {destination}{path}: connect failed: {err}"),
             );
-            record_unsent();
+            settle_unsent();
             return Err(HttpError::ConnectionRefused);
         }
         Err(_) => {
-            record_unsent();
+            settle_unsent();
             return Err(HttpError::ConnectionTimeout);
         }
     };
@@ -446,7 +446,7 @@ async fn deliver(
         match tls_connect(stream, &destination.host, *connect_timeout).await {
             Ok(stream) => Box::new(stream),
             Err(err) => {
-                record_unsent();
+                settle_unsent();
                 return Err(err);
             }
         }
@@ -462,11 +462,11 @@ async fn deliver(
     let (mut sender, connection) = match handshake {
         Ok(Ok(pair)) => pair,
         Ok(Err(err)) => {
-            record_unsent();
+            settle_unsent();
             return Err(HttpError::from(err));
         }
         Err(_) => {
-            record_unsent();
+            settle_unsent();
             return Err(HttpError::ConnectionTimeout);
         }
     };
