@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 
 pub use secrets::{KeySource, OpenError, SecretBox};
 
-use crate::identity::{new_id, now};
 use crate::runtime::{
     Credentials, Grant, HostRule, SmtpServer, SmtpTls, TokenError, TokenFuture, TokenSource,
 };
 use crate::store::{IndexEntry, Record, Records, StoreError};
+use crate::tenancy::{new_id, now};
 
 /// Refresh an OAuth2 token this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(60);

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::identity::{random_bytes, write_secret_file};
+use crate::tenancy::{random_bytes, write_secret_file};
 
 /// The key that seals credentials.
 pub struct SecretBox {

@@ -12,8 +12,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::identity::now;
 use crate::store::{IndexEntry, Record, RecordTx, Records, StoreError, TxError};
+use crate::tenancy::now;
 
 /// A stored key and the response it produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Scope;
+use crate::tenancy::Scope;
 
 /// Where an action is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -98,7 +98,7 @@ impl SchedulerConfig {
             .backoff_base
             .saturating_mul(1 << exponent)
             .min(self.backoff_max);
-        let fraction = f64::from(u32::from_le_bytes(crate::identity::random_bytes::<4>()))
+        let fraction = f64::from(u32::from_le_bytes(crate::tenancy::random_bytes::<4>()))
             / f64::from(u32::MAX);
         let jittered = ceiling.mul_f64(0.5 + 0.5 * fraction);
         let floor = Duration::from_millis(retry_after_ms.unwrap_or(0));

@@ -14,7 +14,7 @@ use crate::actions::{
     Resolution, Review, SortField, StoredResponse, Transition, machine,
 };
 use crate::executions::{ExecutionRecord, ExecutionStatus};
-use crate::identity::Scope;
+use crate::tenancy::Scope;
 
 fn actor<S>(caller: &Authorized<S>) -> Actor {
     Actor::Key {
@@ -854,7 +854,7 @@ pub async fn executions_create(
         None => actor(&caller),
         Some(who) => {
             let (user, scopes) = state
-                .identity
+                .tenancy
                 .user_with_scopes(caller.tenant(), who)?
                 .ok_or_else(|| {
                     ApiError::invalid(format!("performed_by: no user {who:?} in this tenant"))

@@ -1,7 +1,7 @@
 //! The HTTP API: one router, one auth layer, one error type.
 //!
 //! **Architecture Invariant:** handlers never see a wasmtime or sled type;
-//! they call [`Identity`], [`Accounts`] and [`Pipeline`].
+//! they call [`Tenancy`], [`Accounts`] and [`Pipeline`].
 //!
 //! Every route is declared with `utoipa` and registered through
 //! [`utoipa_axum::router::OpenApiRouter`], so `/openapi.json` is generated
@@ -18,9 +18,9 @@ mod accounts;
 mod actions;
 mod compat;
 mod executions;
-mod identity;
 mod openapi;
 mod plugins;
+mod tenancy;
 mod unread;
 
 use std::sync::Arc;
@@ -39,15 +39,15 @@ use utoipa_axum::routes;
 use crate::accounts::{AccountError, Accounts};
 use crate::actions::{ActionError, Actions};
 use crate::executions::{Pipeline, PipelineError};
-use crate::identity::{Identity, Principal, Scope};
 use crate::runtime::FieldError;
 use crate::store::StoreError;
+use crate::tenancy::{Principal, Scope, Tenancy};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     /// Tenants, users, keys.
-    pub identity: Identity,
+    pub tenancy: Tenancy,
     /// Auth configs and connected accounts.
     pub accounts: Accounts,
     /// The execution pipeline (and through it the plugins).
@@ -97,10 +97,10 @@ impl Modify for SecuritySchemes {
 /// The routes and their OpenAPI document.
 pub fn router(state: AppState) -> axum::Router {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(identity::auth_status))
-        .routes(routes!(identity::api_keys_create, identity::api_keys_list))
-        .routes(routes!(identity::api_keys_revoke))
-        .routes(routes!(identity::tenants_create))
+        .routes(routes!(tenancy::auth_status))
+        .routes(routes!(tenancy::api_keys_create, tenancy::api_keys_list))
+        .routes(routes!(tenancy::api_keys_revoke))
+        .routes(routes!(tenancy::tenants_create))
         .routes(routes!(
             accounts::auth_configs_create,
             accounts::auth_configs_list
@@ -217,7 +217,7 @@ pub async fn readyz(
 ) -> (StatusCode, axum::Json<Readiness>) {
     let registry = state.pipeline.registry();
     let (plugins, loading, failed) = registry.counts();
-    let reason = state.identity.store_failure();
+    let reason = state.tenancy.store_failure();
     let status = match (&reason, registry.is_ready()) {
         (Some(_), _) => "storage_failed",
         (None, true) => "ready",
@@ -675,7 +675,7 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<AppState> for Authorized<S
                 ));
             }
         };
-        let Some(principal) = state.identity.authenticate(key)? else {
+        let Some(principal) = state.tenancy.authenticate(key)? else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

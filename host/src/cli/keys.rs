@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::CliError;
-use crate::identity::{Identity, Scope, bootstrap};
 use crate::server::open_store;
+use crate::tenancy::{Scope, Tenancy, bootstrap};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -60,8 +60,8 @@ impl CreateArgs {
         }
         let (_store, records) = open_store(&self.data_dir, crate::store::DEFAULT_CACHE_BYTES)
             .map_err(|err| CliError::Failed(format!("{err:#}")))?;
-        let identity = Identity::new(records.clone());
-        if let Some(path) = bootstrap(&identity, &self.data_dir)
+        let tenancy = Tenancy::new(records.clone());
+        if let Some(path) = bootstrap(&tenancy, &self.data_dir)
             .map_err(|err| CliError::Failed(format!("{err:#}")))?
         {
             eprintln!(
@@ -70,7 +70,7 @@ impl CreateArgs {
                 path.display()
             );
         }
-        let tenants = identity
+        let tenants = tenancy
             .tenants()
             .map_err(|err| CliError::Failed(err.to_string()))?;
         let tenant = match &self.tenant {
@@ -82,10 +82,10 @@ impl CreateArgs {
                 .min_by(|a, b| a.created_at.cmp(&b.created_at))
                 .ok_or_else(|| CliError::Failed("the data directory has no tenant".into()))?,
         };
-        let user = identity
+        let user = tenancy
             .ensure_user(&tenant.id, &self.user)
             .map_err(|err| CliError::Failed(err.to_string()))?;
-        let minted = identity
+        let minted = tenancy
             .mint_key(&user, &self.name, scopes)
             .map_err(|err| CliError::Failed(err.to_string()))?;
         records

@@ -15,13 +15,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AccountError, Accounts, ConnectedAccount, InlineAuth, Lookup};
-use crate::identity::{new_id, now};
 use crate::registry::{PluginRegistry, ResolveError};
 use crate::runtime::{
     AccountInfo, AuthScheme, ExecuteError, ExecuteRequest, ExecutionLog, FieldError, Grant,
     OutboundCall, Plugin, ValidatedInstance,
 };
 use crate::store::{IndexEntry, Record, Records, StoreError};
+use crate::tenancy::{new_id, now};
 
 pub use self::gate::{Busy, ConcurrencyConfig, Gate, Slot};
 

@@ -524,7 +524,7 @@ impl PluginRegistry {
                             state: PluginState::Loading,
                             reason: None,
                             sha256: Some(sha.to_owned()),
-                            since: crate::identity::now(),
+                            since: crate::tenancy::now(),
                         },
                     );
                     Ok(())
@@ -580,7 +580,7 @@ impl PluginRegistry {
                                 state: PluginState::Failed,
                                 reason: Some(reason.clone()),
                                 sha256: sha.clone(),
-                                since: crate::identity::now(),
+                                since: crate::tenancy::now(),
                             },
                         );
                         Ok(())
@@ -648,7 +648,7 @@ impl PluginRegistry {
                         plugin: plugin.clone(),
                         source: source.clone(),
                         disabled,
-                        loaded_at: crate::identity::now(),
+                        loaded_at: crate::tenancy::now(),
                     },
                 );
                 s.pending.remove(source.path());

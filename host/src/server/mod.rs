@@ -1,4 +1,4 @@
-//! `actionhost serve`: wires the store, identity, accounts, plugins and the
+//! `actionhost serve`: wires the store, tenancy, accounts, plugins and the
 //! API together, and runs until SIGTERM or Ctrl-C.
 //!
 //! Start-up, in order: open the store (migrating it), bootstrap the first
@@ -22,10 +22,10 @@ use crate::accounts::{Accounts, KeySource, SecretBox};
 use crate::actions::Actions;
 use crate::api::{ApiSettings, AppState};
 use crate::executions::Pipeline;
-use crate::identity::{Identity, bootstrap};
 use crate::registry::PluginRegistry;
 use crate::runtime::{HostRule, Runtime, RuntimeConfig};
 use crate::store::{Records, SledStore, migrate};
+use crate::tenancy::{Tenancy, bootstrap};
 
 pub use config::{LogFormat, Overrides, ServeConfig};
 
@@ -64,8 +64,8 @@ pub fn open_store(
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<()> {
     let (store, records) = open_store(&config.data_dir, config.db_cache_bytes)?;
-    let identity = Identity::new(records.clone());
-    if let Some(path) = bootstrap(&identity, &config.data_dir)? {
+    let tenancy = Tenancy::new(records.clone());
+    if let Some(path) = bootstrap(&tenancy, &config.data_dir)? {
         records.durable().await?;
         tracing::warn!(
             path = %path.display(),
@@ -148,7 +148,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     // Read before the first request can start an action.
     let interrupted = actions.interrupted()?;
     let state = AppState {
-        identity,
+        tenancy,
         accounts,
         pipeline,
         actions: actions.clone(),

@@ -1,4 +1,4 @@
-//! `GET /v1/auth/status`, API keys, tenants.
+//! `GET /v1/auth/status`, API keys, tenants: the tenancy surface.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, need};
-use crate::identity::{ApiKey, Scope};
+use crate::tenancy::{ApiKey, Scope};
 
 /// Who the key belongs to.
 #[derive(Debug, Serialize, ToSchema)]
@@ -134,11 +134,11 @@ pub async fn api_keys_create(
                     "user_email {email:?} is not an e-mail address"
                 )));
             }
-            state.identity.ensure_user(caller.tenant(), email)?
+            state.tenancy.ensure_user(caller.tenant(), email)?
         }
         None => caller.principal.user.clone(),
     };
-    let minted = state.identity.mint_key(
+    let minted = state.tenancy.mint_key(
         &user,
         input.name.as_deref().unwrap_or("api key"),
         input.scopes,
@@ -173,7 +173,7 @@ pub async fn api_keys_list(
     caller: Authorized<need::KeysRead>,
     State(state): State<AppState>,
 ) -> Result<axum::Json<ApiKeyList>, ApiError> {
-    let keys = state.identity.keys(caller.tenant())?;
+    let keys = state.tenancy.keys(caller.tenant())?;
     Ok(axum::Json(ApiKeyList {
         status: "success",
         api_keys: keys.into_iter().map(Into::into).collect(),
@@ -201,10 +201,10 @@ pub async fn api_keys_revoke(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<RevokedKey>, ApiError> {
-    if state.identity.key(caller.tenant(), &id)?.is_none() {
+    if state.tenancy.key(caller.tenant(), &id)?.is_none() {
         return Err(ApiError::not_found("api key", &id));
     }
-    let key = state.identity.revoke_key(&id)?;
+    let key = state.tenancy.revoke_key(&id)?;
     state.accounts.durable().await?;
     Ok(axum::Json(RevokedKey {
         status: "success",
@@ -258,7 +258,7 @@ pub async fn tenants_create(
             input.admin_email
         )));
     }
-    let (tenant, user, key) = state.identity.create_tenant_with_admin(
+    let (tenant, user, key) = state.tenancy.create_tenant_with_admin(
         &input.name,
         &input.admin_email,
         Scope::tenant_admin(),

@@ -71,11 +71,17 @@ pub enum Scope {
     /// Write events.
     #[serde(rename = "events:write")]
     EventsWrite,
+    /// Read identities (who actions are performed as).
+    #[serde(rename = "identities:read")]
+    IdentitiesRead,
+    /// Create, change and delete identities.
+    #[serde(rename = "identities:write")]
+    IdentitiesWrite,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 17] = [
+    pub const ALL: [Scope; 19] = [
         Self::ActionsRead,
         Self::ActionsWrite,
         Self::ActionsApprove,
@@ -93,6 +99,8 @@ impl Scope {
         Self::ContactsWrite,
         Self::EventsRead,
         Self::EventsWrite,
+        Self::IdentitiesRead,
+        Self::IdentitiesWrite,
     ];
 
     /// The scope's name, such as `actions:read`.
@@ -115,6 +123,8 @@ impl Scope {
             Self::ContactsWrite => "contacts:write",
             Self::EventsRead => "events:read",
             Self::EventsWrite => "events:write",
+            Self::IdentitiesRead => "identities:read",
+            Self::IdentitiesWrite => "identities:write",
         }
     }
 
@@ -240,6 +250,23 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(random_bytes::<10>()))
 }
 
+/// A new id that sorts by creation: `prefix_`, 12 hex digits of the
+/// milliseconds since the epoch, then 8 random ones. An index of such ids
+/// lists its records in creation order.
+pub fn new_ordered_id(prefix: &str) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{prefix}_{ms:012x}{}", hex::encode(random_bytes::<4>()))
+}
+
+/// The creation time, in milliseconds since the epoch, of an id made by
+/// [`new_ordered_id`].
+pub fn ordered_id_ms(id: &str) -> Option<u64> {
+    let (_, rest) = id.split_once('_')?;
+    u64::from_str_radix(rest.get(..12)?, 16).ok()
+}
+
 /// Random bytes from the operating system.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
@@ -273,14 +300,14 @@ impl fmt::Debug for MintedKey {
 
 /// Tenants, users and keys over the store.
 #[derive(Clone)]
-pub struct Identity {
+pub struct Tenancy {
     records: Records,
     /// Active keys seen so far, by hash: every request authenticates, and
     /// three store reads per request were a measurable share of its cost.
     known: Arc<RwLock<KnownKeys>>,
 }
 
-/// The most keys [`Identity::authenticate`] remembers; past that it reads
+/// The most keys [`Tenancy::authenticate`] remembers; past that it reads
 /// the store for keys it has not seen.
 const KNOWN_KEYS_MAX: usize = 10_000;
 
@@ -305,14 +332,14 @@ pub struct Principal {
     pub user: User,
 }
 
-impl Identity {
+impl Tenancy {
     /// Why the store refuses reads and writes until a restart, if it does
     /// (see `Store::failure`).
     pub fn store_failure(&self) -> Option<String> {
         self.records.store_failure()
     }
 
-    /// Identity over `records`.
+    /// Tenancy over `records`.
     pub fn new(records: Records) -> Self {
         Self {
             records,
@@ -491,12 +518,12 @@ pub fn admin_key_path(data_dir: &Path) -> PathBuf {
 /// On an empty store, creates the first tenant, its admin user and an admin
 /// key with every scope, and writes the key to `DATA_DIR/admin.key` (0600).
 /// Returns the path when it did so.
-pub fn bootstrap(identity: &Identity, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
-    if !identity.tenants()?.is_empty() {
+pub fn bootstrap(tenancy: &Tenancy, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !tenancy.tenants()?.is_empty() {
         return Ok(None);
     }
     let (_tenant, _user, key) =
-        identity.create_tenant_with_admin("default", "admin@localhost", Scope::ALL.to_vec())?;
+        tenancy.create_tenant_with_admin("default", "admin@localhost", Scope::ALL.to_vec())?;
     let path = admin_key_path(data_dir);
     write_secret_file(&path, key.secret.as_bytes())?;
     Ok(Some(path))

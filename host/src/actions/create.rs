@@ -1,0 +1,291 @@
+//! Creating an action: checks, the approval rule, the idempotency key, and
+//! a direct run.
+
+use std::time::SystemTime;
+
+use super::{
+    Action, ActionError, ActionStatus, Actions, Actor, Claim, HistoryEntry, KeyedRequest,
+    NewAction, Result, StoredResponse, admission, epoch_ms, new_action_id, rfc3339_ms, summary,
+};
+use crate::executions::{Pipeline, params_hash};
+use crate::registry::ResolveError;
+use crate::runtime::FieldError;
+use crate::tenancy::now;
+
+/// The outcome of a create: the action, and the response of an earlier
+/// request with the same idempotency key to replay instead, if any.
+#[derive(Debug)]
+pub struct Created {
+    /// The action (the earlier one on a replay).
+    pub action: Option<Action>,
+    /// The first response, on a replay.
+    pub replay: Option<StoredResponse>,
+}
+
+impl Actions {
+    /// Creates an action, durably. With a key, a repeat of the same request
+    /// replays the first response instead.
+    pub async fn create(
+        &self,
+        tenant_id: &str,
+        actor: &Actor,
+        new: NewAction,
+        key: Option<&KeyedRequest>,
+    ) -> Result<Created> {
+        let plugin = self
+            .pipeline()
+            .registry()
+            .resolve(&new.action_type, new.version.as_deref())
+            .map_err(|err| match err {
+                ResolveError::Loading => ActionError::Unavailable(err.to_string()),
+                ResolveError::Unknown { .. } => ActionError::Invalid {
+                    message: err.to_string(),
+                    fields: vec![FieldError::new("/type", "unknown action type")],
+                },
+                ResolveError::Version { .. } => ActionError::Invalid {
+                    message: err.to_string(),
+                    fields: vec![FieldError::new("/version", "not an active version")],
+                },
+            })?;
+        let manifest = plugin.manifest();
+        let info = manifest
+            .action_type(&new.action_type)
+            .expect("the registry maps a type to the plugin that declares it");
+        if !new.params.is_object() {
+            return Err(ActionError::Invalid {
+                message: "params must be a JSON object".into(),
+                fields: vec![FieldError::new("/params", "expected an object")],
+            });
+        }
+        if new.identity_id.trim().is_empty() {
+            return Err(ActionError::Invalid {
+                message: "identity_id must not be empty".into(),
+                fields: vec![FieldError::new("/identity_id", "must not be empty")],
+            });
+        }
+        let now_ms = epoch_ms(SystemTime::now());
+        let scheduled_ms = match &new.scheduled_time {
+            None => None,
+            Some(text) => Some(
+                humantime::parse_rfc3339_weak(text)
+                    .map(epoch_ms)
+                    .map_err(|err| ActionError::Invalid {
+                        message: format!(
+                            "scheduled_time {text:?} is not an ISO 8601 / RFC 3339 time ({err}); for example 2026-01-31T09:00:00Z"
+                        ),
+                        fields: vec![FieldError::new("/scheduled_time", "not an RFC 3339 time")],
+                    })?,
+            ),
+        };
+        check_params(self.pipeline(), &new.action_type, &new.params, "/params").await?;
+
+        let (require_approval, approval_required_by) =
+            match (new.require_approval, info.requires_approval) {
+                (_, true) => (true, Some("plugin".to_owned())),
+                (true, false) => (true, Some("request".to_owned())),
+                (false, false) => (false, None),
+            };
+        let status = if require_approval {
+            ActionStatus::PendingApproval
+        } else {
+            ActionStatus::Scheduled
+        };
+        let hash = params_hash(&new.params);
+        let at = now();
+        let mut action = Action {
+            id: new_action_id(),
+            tenant_id: tenant_id.to_owned(),
+            action_type: new.action_type.clone(),
+            revision: 1,
+            params_hash: hash,
+            revisions: Vec::new(),
+            identity_id: new.identity_id,
+            version: new.version,
+            direct: new.direct,
+            scheduled_time: scheduled_ms.map(rfc3339_ms),
+            list_id: new.list_id,
+            item_id: new.item_id,
+            description: new.description,
+            require_approval,
+            approval_required_by,
+            approved_hash: None,
+            status,
+            due_ms: None,
+            due_at: None,
+            attempts: 0,
+            max_attempts: self.inner.config.max_attempts,
+            output: None,
+            last_error: None,
+            executions: Vec::new(),
+            history: vec![HistoryEntry {
+                at: at.clone(),
+                transition: "create".into(),
+                from: None,
+                to: status,
+                actor: actor.clone(),
+                comment: None,
+                revision: 1,
+                execution_id: None,
+                error: None,
+            }],
+            summary: String::new(),
+            idempotency_key: key.map(|k| k.key.clone()),
+            created_by: actor.clone(),
+            created_at: at.clone(),
+            updated_at: at,
+            params: new.params,
+        };
+        if status == ActionStatus::Scheduled {
+            action.set_due(if new.direct {
+                now_ms
+            } else {
+                scheduled_ms.map_or(now_ms, |t| t.max(now_ms))
+            });
+        }
+        action.summary = summary(&action, &info.title);
+        let run_now = new.direct
+            && status == ActionStatus::Scheduled
+            && scheduled_ms.is_none_or(|t| t <= now_ms);
+        let first_response = StoredResponse {
+            status: 200,
+            body: created_body(&action),
+        };
+
+        let idempotency = &self.inner.idempotency;
+        // Written and flushed together with the creations of other requests
+        // (group commit), so the body owns copies of what it uses.
+        let claim = {
+            let idempotency = idempotency.clone();
+            let tenant_id = tenant_id.to_owned();
+            let key = key.cloned();
+            let action = action.clone();
+            self.records()
+                .commit(move |tx| {
+                    if let Some(key) = &key {
+                        // A direct action answers after it ran: hold the key until then.
+                        let response = (!run_now).then(|| first_response.clone());
+                        match idempotency.claim_in(
+                            tx,
+                            &tenant_id,
+                            key,
+                            response,
+                            Some(action.id.clone()),
+                        )? {
+                            Claim::New => {}
+                            other => return Ok(other),
+                        }
+                    }
+                    tx.insert(&action)?;
+                    Ok(Claim::New)
+                })
+                .await?
+        };
+        match claim {
+            Claim::New => {}
+            Claim::Replay(response) => {
+                return Ok(Created {
+                    action: None,
+                    replay: Some(response),
+                });
+            }
+            Claim::Mismatch => return Err(ActionError::KeyReused),
+            Claim::InProgress => return Err(ActionError::KeyInProgress),
+            Claim::Interrupted { target } => return Err(ActionError::KeyInterrupted(target)),
+        }
+        tracing::info!(action = %action.id, action_type = %action.action_type, status = %action.status, "action created");
+
+        if run_now {
+            let actor = actor.clone();
+            let action = match self.pipeline().admit(tenant_id, &action.action_type) {
+                // At a concurrency cap: it stays due, and the scheduler runs
+                // it once a slot is free.
+                Err(busy) => {
+                    tracing::info!(action = %action.id, %busy, "direct action left to the scheduler");
+                    self.wake();
+                    action
+                }
+                Ok(slot) => match self.claim(&action.id, &actor, None, false).await {
+                    Ok(claimed) => {
+                        self.run_claimed_detached(claimed, &actor, admission(slot))
+                            .await?
+                    }
+                    // The scheduler got it first; it runs there.
+                    Err(ActionError::Forbidden(_)) => self.get(tenant_id, &action.id)?,
+                    Err(err) => return Err(err),
+                },
+            };
+            if let Some(key) = key {
+                let response = StoredResponse {
+                    status: 200,
+                    body: created_body(&action),
+                };
+                idempotency.complete(tenant_id, &key.key, response)?;
+                self.records().durable().await?;
+            }
+            return Ok(Created {
+                action: Some(action),
+                replay: None,
+            });
+        }
+        if status == ActionStatus::Scheduled {
+            self.wake();
+        }
+        Ok(Created {
+            action: Some(action),
+            replay: None,
+        })
+    }
+}
+
+/// The schema check and the plugin's `validate`, as field errors under `prefix`.
+pub(super) async fn check_params(
+    pipeline: &Pipeline,
+    action_type: &str,
+    params: &serde_json::Value,
+    prefix: &str,
+) -> Result<()> {
+    let Some(plugin) = pipeline.registry().plugin_for(action_type) else {
+        return Ok(());
+    };
+    let fields = match plugin.check_params(action_type, params) {
+        Err(fields) => fields,
+        Ok(()) => match plugin.validate(action_type, params).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(fields)) => fields,
+            Err(fault) => {
+                return Err(ActionError::Invalid {
+                    message: format!(
+                        "the plugin failed while validating the params: {}",
+                        fault.kind
+                    ),
+                    fields: Vec::new(),
+                });
+            }
+        },
+    };
+    let fields: Vec<FieldError> = fields
+        .into_iter()
+        .map(|f| FieldError::new(&format!("{prefix}{}", f.path), &f.message))
+        .collect();
+    Err(ActionError::Invalid {
+        message: format!(
+            "invalid params: {}",
+            fields
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        fields,
+    })
+}
+
+/// The create response's body.
+pub(super) fn created_body(action: &Action) -> serde_json::Value {
+    serde_json::json!({
+        "status": "success",
+        "action_id": action.id,
+        "action_summary": action.summary_line(),
+        "action_status": action.status,
+    })
+}
