@@ -6,7 +6,7 @@
 #![allow(missing_docs, unsafe_code, clippy::all)]
 
 wit_bindgen::generate!({
-    path: "../wit/since_v0.1.2",
+    path: "../wit/since_v0.1.3",
     world: "actionhost:executor/executor",
     pub_export_macro: true,
     export_macro_name: "__export_executor",

@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::bindings;
+use crate::contacts::{Contact, Sender};
 use crate::error::ExecuteError;
 
 /// The connected account an action runs as, without its secrets.
@@ -68,6 +69,22 @@ impl Context {
             idempotency_key: request.idempotency_key.clone(),
             account,
         })
+    }
+
+    /// The contact this action addresses, or a permanent error saying the
+    /// action type binds none (its params need a top-level `contact_id`).
+    pub fn contact(&self) -> Result<Contact, ExecuteError> {
+        crate::contacts::contact().ok_or_else(|| {
+            ExecuteError::Permanent(
+                "this action addresses no contact: its params need a top-level `contact_id`"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Who this action is performed as: its identity, when it names one.
+    pub fn sender(&self) -> Option<Sender> {
+        crate::contacts::sender()
     }
 
     /// The connected account, or a permanent error saying one is needed.

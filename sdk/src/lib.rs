@@ -58,6 +58,9 @@
 //!   execution record.
 //! - [`signing`] signs bytes with the account's signing secret, which stays
 //!   in the host.
+//! - [`contacts`] hands over the contact an action addresses (for types
+//!   whose params have a `contact_id`) and the identity it acts as, and
+//!   attaches notes to the contact.
 
 #![deny(missing_docs)]
 
@@ -66,6 +69,7 @@ extern crate self as actionhost_sdk;
 mod action;
 #[doc(hidden)]
 pub mod bindings;
+pub mod contacts;
 mod context;
 pub mod email;
 mod error;
@@ -81,7 +85,7 @@ pub use schemars::JsonSchema;
 
 /// The version of the WIT contract (`actionhost:executor`) this SDK builds
 /// plugins against.
-pub const WIT_VERSION: &str = "0.1.2";
+pub const WIT_VERSION: &str = "0.1.3";
 
 /// Implementation details of [`plugin!`]; not a public API.
 #[doc(hidden)]

@@ -18,7 +18,7 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra command-line arguments.
     pub args: Vec<String>,
-    /// Components to serve; default: the bundled plugins and the no-op fixture.
+    /// Components to serve; default: the bundled Rust plugins and the no-op fixture.
     pub plugins: Option<Vec<PathBuf>>,
     /// Names the server resolves to these addresses, as `/etc/hosts` lines
     /// (`"169.254.169.254 metadata.test"`): the server runs in a mount
@@ -112,6 +112,7 @@ impl Server {
                     crate::plugin("send-email"),
                     crate::plugin("linkedin-message"),
                     crate::plugin("crm-sync"),
+                    crate::plugin("notes"),
                     crate::fixture("fixture-noop"),
                 ]
             });

@@ -337,7 +337,7 @@ fn upload_pin_disable_enable_and_remove_are_reflected_in_action_types() {
     assert_eq!(installed.json["version"], "2.0.0");
     assert_eq!(installed.json["state"], "active");
     assert_eq!(installed.json["sha256"], sha.as_str());
-    assert_eq!(installed.json["wit_version"], "0.1.2");
+    assert_eq!(installed.json["wit_version"], "0.1.3");
     assert_eq!(installed.json["source"], "upload");
     assert_eq!(installed.json["serving"], json!(["versioned_echo"]));
     let again = upload(&server, v2.clone(), "");
@@ -561,7 +561,7 @@ fn a_plugin_built_against_the_frozen_wit_0_1_0_still_loads_and_runs() {
         .iter()
         .find(|p| p["name"] == "crm-sync")
         .expect("crm-sync");
-    assert_eq!(crm["wit_version"], "0.1.2");
+    assert_eq!(crm["wit_version"], "0.1.3");
 
     let run = execute(
         &server,
@@ -578,6 +578,60 @@ fn a_plugin_built_against_the_frozen_wit_0_1_0_still_loads_and_runs() {
         record.text.contains("hello from a 0.1.0 plugin"),
         "{}",
         record.text
+    );
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_1_2_runs_beside_0_1_3_plugins_that_use_contacts() {
+    let server = Server::start_with(Options {
+        plugins: Some(vec![plugin("notes"), fixture("fixture-frozen-v0-1-2")]),
+        ..Options::default()
+    });
+    let listed = plugins(&server);
+    let version_of = |name: &str| {
+        listed
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is loaded: {listed:?}"))["wit_version"]
+            .clone()
+    };
+    assert_eq!(version_of("fixture-frozen-v012"), "0.1.2");
+    assert_eq!(version_of("notes"), "0.1.3");
+
+    let run = execute(
+        &server,
+        "frozen_v012_echo",
+        &json!({ "input": { "hello": "world" } }),
+    );
+    assert_eq!(run.status, 200, "{}", run.text);
+    assert_eq!(run.json["data"]["wit"], "0.1.2");
+    let log_id = run.json["logId"].as_str().expect("log id");
+    let record = server.get(&format!("/v1/executions/{log_id}"));
+    assert!(
+        record.text.contains("hello from a 0.1.2 plugin"),
+        "{}",
+        record.text
+    );
+
+    // The 0.1.3 plugin beside it reaches the contact through `contacts`.
+    let contact = server.post("/v1/contacts", &json!({ "email": "ada@example.com" }));
+    let contact_id = contact.json["contact"]["_id"]
+        .as_str()
+        .expect("contact")
+        .to_owned();
+    let note = execute(
+        &server,
+        "note",
+        &json!({ "input": { "contact_id": contact_id, "body": "met at the fair" } }),
+    );
+    assert_eq!(note.status, 200, "{}", note.text);
+    assert_eq!(note.json["successful"], true, "{}", note.text);
+    assert_eq!(note.json["data"]["contact_id"], contact_id.as_str());
+    let notes = server.get(&format!("/v1/contacts/{contact_id}/notes"));
+    assert_eq!(
+        notes.json["notes"][0]["body"], "met at the fair",
+        "{}",
+        notes.text
     );
 }
 

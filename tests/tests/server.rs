@@ -145,8 +145,31 @@ fn tenant_objects(server: &Server, providers: &Providers) -> TenantObjects {
         .as_str()
         .expect("key id")
         .to_owned();
+    let contact = server.post("/v1/contacts", &json!({ "email": "matrix@example.com" }));
+    let contact_id = created(&contact)["contact"]["_id"]
+        .as_str()
+        .expect("contact id")
+        .to_owned();
+    let identity = server.post("/v1/identities", &json!({ "name": "Matrix" }));
+    let identity_id = created(&identity)["identity"]["_id"]
+        .as_str()
+        .expect("identity id")
+        .to_owned();
+    let publishable = server.post(
+        "/v1/publishable-keys",
+        &json!({ "allowed_origins": ["https://matrix.example.com"] }),
+    );
+    let publishable_id = created(&publishable)["publishable_key"]["id"]
+        .as_str()
+        .expect("publishable key")
+        .to_owned();
     TenantObjects {
         by_path: BTreeMap::from([
+            ("/v1/contacts/{id}", contact_id.clone()),
+            ("/v1/contacts/{id}/timeline", contact_id.clone()),
+            ("/v1/contacts/{id}/notes", contact_id),
+            ("/v1/identities/{id}", identity_id),
+            ("/v1/publishable-keys/{id}", publishable_id),
             ("/api/v1/connectedAccounts/{id}", account.clone()),
             ("/api/v1/connectedAccounts/{id}/revoke", account),
             ("/api/v1/auth-configs/{id}", config_id),
@@ -196,10 +219,21 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
         200
     );
 
+    // Every scope there is: the bootstrap key holds them all.
+    let status = server.get("/v1/auth/status");
+    let every_scope: Vec<String> = status.json["scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    assert!(every_scope.len() >= 19, "{every_scope:?}");
+
     let openapi = server.call("GET", "/openapi.json", None, None);
     assert_eq!(openapi.status, 200);
     let paths = openapi.json["paths"].as_object().expect("paths");
     let mut checked = 0;
+    let mut scopes_seen = std::collections::BTreeSet::new();
     for (template, operations) in paths {
         for (method, operation) in operations.as_object().expect("operations") {
             let security = operation["security"]
@@ -223,7 +257,7 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
                 .replace("{id}", id.as_deref().unwrap_or("missing"))
                 .replace("{action}", "crm_sync");
             let method = method.to_uppercase();
-            let body = (method == "POST").then(|| json!({}));
+            let body = (method == "POST" || method == "PATCH").then(|| json!({}));
             let label = format!("{method} {template}");
 
             let answer = server.call(&method, &path, None, body.as_ref());
@@ -242,22 +276,12 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
             );
 
             for scope in scopes.iter().collect::<std::collections::BTreeSet<_>>() {
-                let all_but: Vec<&str> = [
-                    "actions:read",
-                    "actions:write",
-                    "actions:approve",
-                    "actions:execute",
-                    "accounts:read",
-                    "accounts:write",
-                    "plugins:read",
-                    "plugins:write",
-                    "keys:read",
-                    "keys:write",
-                    "tenants:write",
-                ]
-                .into_iter()
-                .filter(|s| s != scope)
-                .collect();
+                scopes_seen.insert(scope.clone());
+                let all_but: Vec<&str> = every_scope
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| s != scope)
+                    .collect();
                 let minted = server.post("/v1/api-keys", &json!({ "scopes": all_but }));
                 let key = created(&minted)["key"].as_str().expect("key").to_owned();
                 let answer = server.call(&method, &path, Some(&key), body.as_ref());
@@ -273,7 +297,7 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
                 );
             }
             if id.is_some() {
-                let answer = server.call(&method, &path, Some(&other_key), None);
+                let answer = server.call(&method, &path, Some(&other_key), body.as_ref());
                 assert_eq!(
                     answer.status, 404,
                     "{label} from another tenant: {}",
@@ -306,10 +330,48 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
         }
     }
     assert!(
-        checked >= 16,
+        checked >= 30,
         "only {checked} operations were checked: {:?}",
         paths.keys().collect::<Vec<_>>()
     );
+    // Every scope guards at least one route, and every route names one
+    // that exists.
+    let unused: Vec<&String> = every_scope
+        .iter()
+        // tenants:write guards POST /v1/tenants, which only the bootstrap
+        // key reaches; agents:* have no routes until the agents land.
+        .filter(|s| {
+            !scopes_seen.contains(*s) && s.as_str() != "tenants:write" && !s.starts_with("agents:")
+        })
+        .collect();
+    assert!(unused.is_empty(), "scopes no route needs: {unused:?}");
+    assert!(
+        scopes_seen.iter().all(|s| every_scope.contains(s)),
+        "routes need scopes no key can hold: {scopes_seen:?}"
+    );
+
+    // A publishable key is refused by every secured route, by name.
+    let publishable = server.post(
+        "/v1/publishable-keys",
+        &json!({ "allowed_origins": ["https://site.example.com"] }),
+    );
+    let publishable = created(&publishable)["publishable_key"]["id"]
+        .as_str()
+        .expect("pk")
+        .to_owned();
+    for path in [
+        "/v1/contacts",
+        "/v1/events",
+        "/v1/identities",
+        "/v1/actions",
+    ] {
+        let answer = server.call("GET", path, Some(&publishable), None);
+        assert_eq!(
+            answer.status, 403,
+            "GET {path} with a publishable key: {}",
+            answer.text
+        );
+    }
 }
 
 #[test]

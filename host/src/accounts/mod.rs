@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use secrets::{KeySource, OpenError, SecretBox};
 
+use crate::identities::{self, Identity};
 use crate::runtime::{
     Credentials, Grant, HostRule, SmtpServer, SmtpTls, TokenError, TokenFuture, TokenSource,
 };
@@ -395,7 +396,8 @@ pub struct Lookup {
     pub connected_account_id: Option<String>,
     /// The end user.
     pub entity_id: Option<String>,
-    /// The action's identity (an account id or an entity id).
+    /// The action's identity: an identity (`id_…`, whose account for the
+    /// action type's capability is used), else an account id or an entity id.
     pub identity_id: Option<String>,
 }
 
@@ -873,7 +875,13 @@ impl Accounts {
     /// The account of an execution, in SPEC.md's order: `connectedAccountId`,
     /// then (`entityId`, app), then the action's `identity_id`, then the only
     /// active account of the app in the tenant. Never guesses.
-    pub fn resolve(&self, tenant_id: &str, app: &str, lookup: &Lookup) -> Result<ConnectedAccount> {
+    pub fn resolve(
+        &self,
+        tenant_id: &str,
+        app: &str,
+        action_type: &str,
+        lookup: &Lookup,
+    ) -> Result<ConnectedAccount> {
         let usable = |account: ConnectedAccount| -> Result<ConnectedAccount> {
             if account.app_name != app {
                 return Err(AccountError::Invalid(format!(
@@ -938,6 +946,21 @@ impl Accounts {
             return pick(candidates, format!("entity {entity:?}"));
         }
         if let Some(identity) = &lookup.identity_id {
+            if let Some(found) = identities::find(&self.inner.records, tenant_id, identity)? {
+                let Some(account) = found.account_for(action_type, app) else {
+                    return Err(AccountError::Required(missing_capability(
+                        &found,
+                        action_type,
+                        app,
+                    )));
+                };
+                return usable(self.account(tenant_id, account).map_err(|_| {
+                    AccountError::Required(format!(
+                        "identity {} names connected account {account}, which no longer exists; set another with PATCH /v1/identities/{}",
+                        found.id, found.id
+                    ))
+                })?);
+            }
             if let Ok(account) = self.account(tenant_id, identity) {
                 return usable(account);
             }
@@ -1044,7 +1067,11 @@ impl Accounts {
                 )));
             }
         };
-        Ok(Grant { credentials, hosts })
+        Ok(Grant {
+            credentials,
+            hosts,
+            binding: None,
+        })
     }
 
     /// Refreshes an account's OAuth2 token. With `rejected`, only if that is
@@ -1227,10 +1254,21 @@ impl InlineAuth {
             Grant {
                 credentials: self.credentials,
                 hosts,
+                binding: None,
             },
             self.metadata,
         ))
     }
+}
+
+/// Why an identity cannot perform `action_type`: it has no account for the
+/// type's capability.
+pub fn missing_capability(identity: &Identity, action_type: &str, app: &str) -> String {
+    let capability = Identity::capability_name(action_type, app);
+    format!(
+        "identity {} ({}) has no {capability} account, which {action_type} needs; add one with PATCH /v1/identities/{} {{\"accounts\": {{\"{capability}\": \"ca_…\"}}}}",
+        identity.id, identity.name, identity.id
+    )
 }
 
 #[cfg(test)]

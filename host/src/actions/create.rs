@@ -7,9 +7,12 @@ use super::{
     Action, ActionError, ActionStatus, Actions, Actor, Claim, HistoryEntry, KeyedRequest,
     NewAction, Result, StoredResponse, admission, epoch_ms, new_action_id, rfc3339_ms, summary,
 };
+use crate::accounts::missing_capability;
+use crate::contacts::{self, Contact};
 use crate::executions::{Pipeline, params_hash};
+use crate::identities;
 use crate::registry::ResolveError;
-use crate::runtime::FieldError;
+use crate::runtime::{ActionTypeInfo, AuthScheme, FieldError};
 use crate::tenancy::now;
 
 /// The outcome of a create: the action, and the response of an earlier
@@ -77,7 +80,15 @@ impl Actions {
                     })?,
             ),
         };
-        check_params(self.pipeline(), &new.action_type, &new.params, "/params").await?;
+        let contact = check_params(
+            self.pipeline(),
+            tenant_id,
+            &new.action_type,
+            &new.params,
+            "/params",
+        )
+        .await?;
+        self.check_identity(tenant_id, &new.identity_id, info, &manifest.name)?;
 
         let (require_approval, approval_required_by) =
             match (new.require_approval, info.requires_approval) {
@@ -100,6 +111,7 @@ impl Actions {
             params_hash: hash,
             revisions: Vec::new(),
             identity_id: new.identity_id,
+            contact_id: contact.as_ref().map(|c| c.id.clone()),
             version: new.version,
             direct: new.direct,
             scheduled_time: scheduled_ms.map(rfc3339_ms),
@@ -142,7 +154,7 @@ impl Actions {
                 scheduled_ms.map_or(now_ms, |t| t.max(now_ms))
             });
         }
-        action.summary = summary(&action, &info.title);
+        action.summary = summary(&action, &info.title, contact.as_ref());
         let run_now = new.direct
             && status == ActionStatus::Scheduled
             && scheduled_ms.is_none_or(|t| t <= now_ms);
@@ -161,6 +173,14 @@ impl Actions {
             let action = action.clone();
             self.records()
                 .commit(move |tx| {
+                    // The contact may have been erased since it was checked.
+                    if let Some(contact) = &action.contact_id
+                        && tx
+                            .get::<Contact>(contact)?
+                            .is_none_or(|c| c.tenant_id != tenant_id)
+                    {
+                        return Ok(Err(unknown_contact(contact, "/params")));
+                    }
                     if let Some(key) = &key {
                         // A direct action answers after it ran: hold the key until then.
                         let response = (!run_now).then(|| first_response.clone());
@@ -172,13 +192,13 @@ impl Actions {
                             Some(action.id.clone()),
                         )? {
                             Claim::New => {}
-                            other => return Ok(other),
+                            other => return Ok(Ok(other)),
                         }
                     }
                     tx.insert(&action)?;
-                    Ok(Claim::New)
+                    Ok(Ok(Claim::New))
                 })
-                .await?
+                .await??
         };
         match claim {
             Claim::New => {}
@@ -237,20 +257,71 @@ impl Actions {
     }
 }
 
-/// The schema check and the plugin's `validate`, as field errors under `prefix`.
+impl Actions {
+    /// An `identity_id` that names an identity must have an account for
+    /// the type's capability (unless the type needs none). Any other value
+    /// keeps its older meaning (an account or entity id), resolved at run.
+    fn check_identity(
+        &self,
+        tenant_id: &str,
+        identity_id: &str,
+        info: &ActionTypeInfo,
+        app: &str,
+    ) -> Result<()> {
+        let Some(identity) = identities::find(self.records(), tenant_id, identity_id)? else {
+            return Ok(());
+        };
+        let needs_account =
+            !info.auth_schemes.is_empty() && !info.auth_schemes.contains(&AuthScheme::None);
+        if needs_account && identity.account_for(&info.name, app).is_none() {
+            let message = missing_capability(&identity, &info.name, app);
+            return Err(ActionError::Invalid {
+                fields: vec![FieldError::new("/identity_id", &message)],
+                message,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a `contact_id` that names no contact of the tenant.
+fn unknown_contact(id: &str, prefix: &str) -> ActionError {
+    let message = format!("no contact {id} in this tenant (unknown or deleted)");
+    ActionError::Invalid {
+        fields: vec![FieldError::new(&format!("{prefix}/contact_id"), &message)],
+        message: format!("invalid params: {prefix}/contact_id: {message}"),
+    }
+}
+
+/// The schema check, the plugin's `validate`, and for a contact-bound type
+/// the contact, as field errors under `prefix`. Returns the contact.
 pub(super) async fn check_params(
     pipeline: &Pipeline,
+    tenant_id: &str,
     action_type: &str,
     params: &serde_json::Value,
     prefix: &str,
-) -> Result<()> {
+) -> Result<Option<Contact>> {
     let Some(plugin) = pipeline.registry().plugin_for(action_type) else {
-        return Ok(());
+        return Ok(None);
     };
     let fields = match plugin.check_params(action_type, params) {
         Err(fields) => fields,
         Ok(()) => match plugin.validate(action_type, params).await {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(())) => {
+                let bound = plugin
+                    .manifest()
+                    .action_type(action_type)
+                    .is_some_and(ActionTypeInfo::contact_bound);
+                let id = params.get("contact_id").and_then(serde_json::Value::as_str);
+                return match (bound, id) {
+                    (true, Some(id)) => match contacts::find(pipeline.records(), tenant_id, id)? {
+                        Some(contact) => Ok(Some(contact)),
+                        None => Err(unknown_contact(id, prefix)),
+                    },
+                    _ => Ok(None),
+                };
+            }
             Ok(Err(fields)) => fields,
             Err(fault) => {
                 return Err(ActionError::Invalid {

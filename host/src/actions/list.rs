@@ -24,6 +24,8 @@ pub struct ListQuery {
     pub item_id: Option<String>,
     /// By identity.
     pub identity_id: Option<String>,
+    /// By the contact it addresses.
+    pub contact_id: Option<String>,
     /// Page size.
     pub limit: usize,
     /// Offset.
@@ -76,7 +78,9 @@ impl Actions {
     pub fn list(&self, tenant_id: &str, query: &ListQuery) -> Result<Page> {
         let records = self.records();
         // The most selective index the filters name; the rest filter in memory.
-        let (index, value) = if let Some(status) = query.status {
+        let (index, value) = if let Some(contact) = &query.contact_id {
+            ("actions_by_contact", format!("{tenant_id}\0{contact}"))
+        } else if let Some(status) = query.status {
             ("actions_by_status", format!("{tenant_id}\0{status}"))
         } else if let Some(item) = &query.item_id {
             ("actions_by_item", format!("{tenant_id}\0{item}"))
@@ -90,6 +94,7 @@ impl Actions {
             ("actions_by_tenant", tenant_id.to_owned())
         };
         let filters_used = [
+            query.contact_id.is_some(),
             query.status.is_some(),
             query.item_id.is_some(),
             query.list_id.is_some(),
@@ -135,7 +140,11 @@ impl Actions {
                 && query
                     .identity_id
                     .as_ref()
-                    .is_none_or(|i| &action.identity_id == i);
+                    .is_none_or(|i| &action.identity_id == i)
+                && query
+                    .contact_id
+                    .as_ref()
+                    .is_none_or(|c| action.contact_id.as_ref() == Some(c));
             if keep {
                 matching.push(action);
             }

@@ -22,6 +22,7 @@
 //!   exponential backoff and jitter, at least the provider's Retry-After,
 //!   until `max_attempts`; each attempt is its own execution record.
 
+mod contact;
 mod create;
 mod idempotency;
 mod list;
@@ -36,6 +37,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use contact::Released;
 pub use create::Created;
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord, KeyedRequest, StoredResponse};
 pub use list::{ListQuery, Page, SortField};

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::machine::{self, ActionStatus, Forbidden, Transition};
+use crate::contacts::Contact;
 use crate::executions::ErrorInfo;
 use crate::store::{IndexEntry, Record};
 use crate::tenancy::{new_ordered_id, now};
@@ -142,6 +143,10 @@ pub struct Action {
     pub revisions: Vec<Revision>,
     /// The identity to act as: picks the connected account (`entityId`).
     pub identity_id: String,
+    /// The contact it addresses, for a contact-bound type (its params'
+    /// `contact_id`).
+    #[serde(default)]
+    pub contact_id: Option<String>,
     /// A plugin version to run (default: the loaded one).
     pub version: Option<String>,
     /// Run as soon as it may.
@@ -211,6 +216,12 @@ impl Record for Action {
             entries.push(IndexEntry::multi(
                 "actions_by_list",
                 format!("{tenant}\0{list}"),
+            ));
+        }
+        if let Some(contact) = &self.contact_id {
+            entries.push(IndexEntry::multi(
+                "actions_by_contact",
+                format!("{tenant}\0{contact}"),
             ));
         }
         if let Some(item) = &self.item_id {
@@ -377,20 +388,23 @@ fn status_word(status: ActionStatus) -> &'static str {
 
 /// "Send email to contact@example.com": the type's title and the first
 /// recipient-like param; responses add the status word.
-pub(super) fn summary(action: &Action, title: &str) -> String {
-    let target = ["to", "recipients", "email", "channel", "url", "contacts"]
-        .iter()
-        .find_map(|field| match action.params.get(field)? {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Array(items) => items.first().and_then(|first| match first {
+pub(super) fn summary(action: &Action, title: &str, contact: Option<&Contact>) -> String {
+    let addressee = contact.map(|c| c.email.clone().unwrap_or_else(|| c.display_name()));
+    let target = addressee.or_else(|| {
+        ["to", "recipients", "email", "channel", "url", "contacts"]
+            .iter()
+            .find_map(|field| match action.params.get(field)? {
                 serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Object(o) => {
-                    o.get("email").and_then(|e| e.as_str()).map(str::to_owned)
-                }
+                serde_json::Value::Array(items) => items.first().and_then(|first| match first {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Object(o) => {
+                        o.get("email").and_then(|e| e.as_str()).map(str::to_owned)
+                    }
+                    _ => None,
+                }),
                 _ => None,
-            }),
-            _ => None,
-        });
+            })
+    });
     let noun = if title.is_empty() {
         action.action_type.as_str()
     } else {

@@ -22,6 +22,7 @@ impl Actions {
         comment: Option<String>,
     ) -> Result<Action> {
         let current = self.get(tenant_id, id)?;
+        let mut edited_contact = current.contact_id.clone();
         if let Review::Edit(params) = &review {
             // Fail early with the right error when the edit is impossible anyway.
             machine::next(current.status, Transition::Edit)?;
@@ -31,7 +32,15 @@ impl Actions {
                     fields: vec![FieldError::new("/params", "expected an object")],
                 });
             }
-            check_params(self.pipeline(), &current.action_type, params, "/params").await?;
+            edited_contact = check_params(
+                self.pipeline(),
+                tenant_id,
+                &current.action_type,
+                params,
+                "/params",
+            )
+            .await?
+            .map(|contact| contact.id);
         }
         let actor = actor.clone();
         let action = self
@@ -58,6 +67,7 @@ impl Actions {
                         action.revision += 1;
                         action.params = params.clone();
                         action.params_hash = params_hash(params);
+                        action.contact_id.clone_from(&edited_contact);
                         action.approved_hash = Some(action.params_hash.clone());
                         action.apply(transition, &actor, comment.clone())?;
                     }

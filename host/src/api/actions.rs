@@ -194,6 +194,8 @@ pub struct ListParams {
     item_id: Option<String>,
     /// Filter by identity.
     identity_id: Option<String>,
+    /// Filter by the contact the action addresses.
+    contact_id: Option<String>,
     /// Results per page, 1–100 (default 20).
     limit: Option<usize>,
     /// Results to skip (default 0).
@@ -277,6 +279,7 @@ pub async fn actions_list(
             list_id: params.list_id,
             item_id: params.item_id,
             identity_id: params.identity_id,
+            contact_id: params.contact_id,
             limit,
             skip,
             sort_by,

@@ -17,7 +17,10 @@
 mod accounts;
 mod actions;
 mod compat;
+mod contacts;
+mod events;
 mod executions;
+mod identities;
 mod openapi;
 mod plugins;
 mod tenancy;
@@ -38,7 +41,11 @@ use utoipa_axum::routes;
 
 use crate::accounts::{AccountError, Accounts};
 use crate::actions::{ActionError, Actions};
+use crate::contacts::Contacts;
+use crate::events::Events;
+use crate::events::tracker::Tracker;
 use crate::executions::{Pipeline, PipelineError};
+use crate::identities::Identities;
 use crate::runtime::FieldError;
 use crate::store::StoreError;
 use crate::tenancy::{Principal, Scope, Tenancy};
@@ -54,6 +61,14 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Stored actions and their scheduler.
     pub actions: Actions,
+    /// Contacts, their notes and timelines.
+    pub contacts: Contacts,
+    /// Events.
+    pub events: Events,
+    /// The site tracker and its publishable keys.
+    pub tracker: Tracker,
+    /// Who actions are performed as.
+    pub identities: Identities,
     /// Settings the handlers need.
     pub settings: Arc<ApiSettings>,
 }
@@ -65,6 +80,8 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Largest plugin upload, in bytes.
     pub max_plugin_bytes: usize,
+    /// Where clients reach the server (`public_url`), for links and snippets.
+    pub public_url: String,
 }
 
 #[derive(OpenApi)]
@@ -139,6 +156,32 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(plugins::plugins_enable))
         .routes(routes!(plugins::plugins_disable))
         .routes(routes!(plugins::action_types_list))
+        .routes(routes!(contacts::contacts_create, contacts::contacts_list))
+        .routes(routes!(
+            contacts::contacts_get,
+            contacts::contacts_update,
+            contacts::contacts_delete
+        ))
+        .routes(routes!(contacts::contacts_batch))
+        .routes(routes!(contacts::contacts_timeline))
+        .routes(routes!(contacts::contacts_notes))
+        .routes(routes!(events::events_create, events::events_list))
+        .routes(routes!(events::track, events::track_preflight))
+        .routes(routes!(events::tracker_script))
+        .routes(routes!(
+            events::publishable_keys_create,
+            events::publishable_keys_list
+        ))
+        .routes(routes!(events::publishable_keys_revoke))
+        .routes(routes!(
+            identities::identities_create,
+            identities::identities_list
+        ))
+        .routes(routes!(
+            identities::identities_get,
+            identities::identities_update,
+            identities::identities_delete
+        ))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();
@@ -269,6 +312,9 @@ pub struct ErrorBody {
     /// For `account_ambiguous`: the candidate account ids.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     candidates: Vec<String>,
+    /// For a `conflict` over a unique value: the object that holds it.
+    #[serde(rename = "existing_id", skip_serializing_if = "Option::is_none")]
+    existing_id: Option<String>,
 }
 
 /// An error answer.
@@ -282,6 +328,8 @@ pub struct ApiError {
     candidates: Vec<String>,
     /// Seconds for a `Retry-After` header.
     retry_after_secs: Option<u64>,
+    /// The object holding a unique value, for a conflict.
+    existing_id: Option<String>,
 }
 
 impl ApiError {
@@ -295,7 +343,26 @@ impl ApiError {
             fields: Vec::new(),
             candidates: Vec::new(),
             retry_after_secs: None,
+            existing_id: None,
         }
+    }
+
+    /// The same error, naming each failing field.
+    pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// The same error, naming the object that holds a unique value.
+    pub fn with_existing(mut self, id: String) -> Self {
+        self.existing_id = Some(id);
+        self
+    }
+
+    /// The same error, with `Retry-After: secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// 400 or 422: the request is wrong.
@@ -338,6 +405,7 @@ impl IntoResponse for ApiError {
             retryable: self.retryable,
             errors: self.fields,
             candidates: self.candidates,
+            existing_id: self.existing_id,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
@@ -610,6 +678,12 @@ pub mod need {
         KeysRead,
         KeysWrite,
         TenantsWrite,
+        ContactsRead,
+        ContactsWrite,
+        EventsRead,
+        EventsWrite,
+        IdentitiesRead,
+        IdentitiesWrite,
     );
 
     /// Any valid key.
@@ -675,6 +749,13 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<AppState> for Authorized<S
                 ));
             }
         };
+        if key.starts_with("pk_") && state.tracker.is_publishable(key)? {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a publishable key (pk_…) can only send tracker events to POST /v1/track; use a secret API key for this endpoint",
+            ));
+        }
         let Some(principal) = state.tenancy.authenticate(key)? else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,

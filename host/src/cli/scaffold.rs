@@ -24,35 +24,35 @@ pub enum Lang {
 const WIT: &[(&str, &str)] = &[
     (
         "executor.wit",
-        include_str!("../../../wit/since_v0.1.2/executor.wit"),
+        include_str!("../../../wit/since_v0.1.3/executor.wit"),
     ),
     (
         "deps/cli.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/cli.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/cli.wit"),
     ),
     (
         "deps/clocks.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/clocks.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/clocks.wit"),
     ),
     (
         "deps/filesystem.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/filesystem.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/filesystem.wit"),
     ),
     (
         "deps/http.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/http.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/http.wit"),
     ),
     (
         "deps/io.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/io.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/io.wit"),
     ),
     (
         "deps/random.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/random.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/random.wit"),
     ),
     (
         "deps/sockets.wit",
-        include_str!("../../../wit/since_v0.1.2/deps/sockets.wit"),
+        include_str!("../../../wit/since_v0.1.3/deps/sockets.wit"),
     ),
 ];
 

@@ -15,10 +15,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AccountError, Accounts, ConnectedAccount, InlineAuth, Lookup};
+use crate::contacts::{self, ContactError};
+use crate::identities;
 use crate::registry::{PluginRegistry, ResolveError};
 use crate::runtime::{
-    AccountInfo, AuthScheme, ExecuteError, ExecuteRequest, ExecutionLog, FieldError, Grant,
-    OutboundCall, Plugin, ValidatedInstance,
+    AccountInfo, AuthScheme, ContactBinding, ContactInfo, ExecuteError, ExecuteRequest,
+    ExecutionLog, FieldError, Grant, NoteError, NoteWriter, OutboundCall, Plugin, SenderInfo,
+    ValidatedInstance,
 };
 use crate::store::{IndexEntry, Record, Records, StoreError};
 use crate::tenancy::{new_id, now};
@@ -333,6 +336,8 @@ pub struct Prepared {
     /// The execution's place under the concurrency caps, held until the
     /// plugin returns.
     slot: Slot,
+    /// The contact and identity handed to the plugin.
+    binding: ContactBinding,
 }
 
 /// The one execution pipeline.
@@ -425,6 +430,30 @@ impl Pipeline {
         let mut unmet = Vec::new();
         let mut validated = None;
 
+        // 0. The contact the action addresses, and who it acts as.
+        let mut binding = ContactBinding::default();
+        if info.contact_bound() {
+            match bound_contact(&self.records, &command.tenant_id, &command.params) {
+                Ok(Some(contact)) => binding.contact = Some(contact),
+                // A missing or mistyped `contact_id` is the schema's to report.
+                Ok(None) => {}
+                Err(error) => unmet.push(error),
+            }
+        }
+        if let Some(identity_id) = &command.lookup.identity_id {
+            match identities::find(&self.records, &command.tenant_id, identity_id) {
+                Ok(Some(identity)) => {
+                    binding.sender = Some(SenderInfo {
+                        id: identity.id,
+                        name: identity.name,
+                        email: identity.email,
+                    });
+                }
+                Ok(None) => {}
+                Err(err) => unmet.push(err.into()),
+            }
+        }
+
         // 1. The account, in SPEC.md's order, unless the request brings its own credentials.
         let inline = command.inline_auth.is_some();
         let mut inline_metadata = None;
@@ -435,10 +464,12 @@ impl Pipeline {
                 if command.lookup.connected_account_id.is_some()
                     || command.lookup.entity_id.is_some()
                 {
-                    match self
-                        .accounts
-                        .resolve(&command.tenant_id, &manifest.name, &command.lookup)
-                    {
+                    match self.accounts.resolve(
+                        &command.tenant_id,
+                        &manifest.name,
+                        &command.action_type,
+                        &command.lookup,
+                    ) {
                         Ok(found) => account = Some(found),
                         Err(err) => unmet.push(err.into()),
                     }
@@ -452,10 +483,12 @@ impl Pipeline {
                 }
             }
             None if needs_account => {
-                match self
-                    .accounts
-                    .resolve(&command.tenant_id, &manifest.name, &command.lookup)
-                {
+                match self.accounts.resolve(
+                    &command.tenant_id,
+                    &manifest.name,
+                    &command.action_type,
+                    &command.lookup,
+                ) {
                     Ok(found) => match self.accounts.grant(&found).await {
                         Ok(account_grant) => {
                             grant = account_grant;
@@ -509,6 +542,7 @@ impl Pipeline {
             command,
             validated,
             slot,
+            binding,
         })
     }
 
@@ -557,6 +591,7 @@ impl Pipeline {
             command,
             validated,
             slot,
+            binding,
         } = prepared;
         let manifest = plugin.manifest();
         let id = command
@@ -597,6 +632,20 @@ impl Pipeline {
             // reused instances; credentials given inline never do.
             reuse_key: account.as_ref().filter(|_| !inline).map(|a| a.id.clone()),
         };
+        let mut grant = grant;
+        let mut binding = binding;
+        if let Some(contact) = &binding.contact {
+            binding.notes = Some(Arc::new(ContactNotes {
+                records: self.records.clone(),
+                tenant_id: command.tenant_id.clone(),
+                contact_id: contact.id.clone(),
+                action_key: idempotency_key.clone(),
+                action_id: command.action_id.clone(),
+            }));
+        }
+        if binding.contact.is_some() || binding.sender.is_some() {
+            grant.binding = Some(Arc::new(binding));
+        }
         let result = plugin.execute_in(request, Arc::new(grant), validated).await;
         drop(slot);
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -723,6 +772,68 @@ impl Pipeline {
     /// transition), without flushing: the caller's transaction does.
     pub fn records(&self) -> &Records {
         &self.records
+    }
+}
+
+/// The contact a contact-bound action's params name: `Ok(None)` when they
+/// name none (the schema reports that), an error at `/contact_id` when it
+/// is not a contact of the tenant.
+fn bound_contact(
+    records: &Records,
+    tenant_id: &str,
+    params: &serde_json::Value,
+) -> Result<Option<ContactInfo>, PipelineError> {
+    let Some(id) = params.get("contact_id").and_then(serde_json::Value::as_str) else {
+        return Ok(None);
+    };
+    match contacts::find(records, tenant_id, id)? {
+        Some(contact) => Ok(Some(ContactInfo {
+            id: contact.id,
+            email: contact.email,
+            properties: serde_json::Value::Object(contact.properties),
+        })),
+        None => Err(PipelineError::InvalidParams(vec![FieldError::new(
+            "/contact_id",
+            &format!("no contact {id} in this tenant (unknown or deleted)"),
+        )])),
+    }
+}
+
+/// Where a contact-bound execution's `add-note` writes: one note per
+/// action (its idempotency key), so a retried attempt replaces it.
+struct ContactNotes {
+    records: Records,
+    tenant_id: String,
+    contact_id: String,
+    action_key: String,
+    action_id: Option<String>,
+}
+
+impl NoteWriter for ContactNotes {
+    fn add_note(
+        &self,
+        body: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, NoteError>> + Send>>
+    {
+        let (records, tenant, contact, key, action) = (
+            self.records.clone(),
+            self.tenant_id.clone(),
+            self.contact_id.clone(),
+            self.action_key.clone(),
+            self.action_id.clone(),
+        );
+        Box::pin(async move {
+            contacts::add_note(&records, &tenant, &contact, &key, action, body)
+                .await
+                .map(|note| note.id)
+                .map_err(|err| match err {
+                    ContactError::Store(err) => NoteError::Unavailable(err.to_string()),
+                    ContactError::NotFound(id) => {
+                        NoteError::Rejected(format!("contact {id} was deleted"))
+                    }
+                    other => NoteError::Rejected(other.to_string()),
+                })
+        })
     }
 }
 

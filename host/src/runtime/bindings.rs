@@ -2,13 +2,18 @@
 //! conversions of each version's types into the runtime's own.
 //!
 //! As in Zed's extension host: the newest version ([`latest`]) is the one the
-//! host implements (its `smtp` and `log` imports are in the linker); an older
-//! version's module reuses the newest one's types wherever they did not
-//! change (bindgen's `with`), so its exports return the same Rust types and
-//! need no conversion. A later version that changes a type gives it a
-//! conversion into the newest one in this file. wasmtime's linker resolves an
-//! import of `actionhost:executor/log@0.1.0` to the `0.1.2` definition
-//! (semver-compatible), so a 0.1.0 plugin gets the 0.1.2 host functions.
+//! host implements (its `smtp`, `log`, `signing` and `contacts` imports are
+//! in the linker); an older version's module reuses the newest one's types
+//! wherever they did not change (bindgen's `with`), so its exports return the
+//! same Rust types and need no conversion. A later version that changes a
+//! type gives it a conversion into the newest one in this file. wasmtime's
+//! linker resolves an import of `actionhost:executor/log@0.1.0` to the
+//! `0.1.3` definition (semver-compatible), so a 0.1.0 plugin gets the 0.1.3
+//! host functions.
+//!
+//! 0.1.3 only added an import (`contacts`): a 0.1.2 component's exports are
+//! exactly the 0.1.3 world's, so [`latest`]'s bindings serve both, and no
+//! module of its own is generated for 0.1.2.
 //!
 //! Which module serves a plugin is read from the component itself: the
 //! version of its `actionhost:executor/…` imports ([`WitVersion::of`]).
@@ -17,13 +22,15 @@
 
 use super::types::{AuthScheme, ExecuteError, FieldError};
 
-/// `actionhost:executor@0.1.2`: the newest, implemented by the host.
-pub mod v0_1_2 {
+/// `actionhost:executor@0.1.3`: the newest, implemented by the host. It
+/// also serves 0.1.2 components, whose exports are the same.
+pub mod v0_1_3 {
     wasmtime::component::bindgen!({
-        path: "../wit/since_v0.1.2",
+        path: "../wit/since_v0.1.3",
         world: "actionhost:executor/executor",
         imports: {
             "actionhost:executor/smtp.send": async,
+            "actionhost:executor/contacts.add-note": async,
             default: tracing,
         },
         exports: { default: async },
@@ -37,12 +44,12 @@ pub mod v0_1_2 {
     });
 
     /// The WIT package version these bindings were generated from.
-    pub const VERSION: &str = "0.1.2";
+    pub const VERSION: &str = "0.1.3";
 }
 
-/// `actionhost:executor@0.1.1`, frozen: the same types and imports as 0.1.2
-/// (which added the `signing` import and the `reuse-policy` export), so only
-/// the world's exports are generated anew.
+/// `actionhost:executor@0.1.1`, frozen: the same types as 0.1.3 (0.1.2 added
+/// the `signing` import and the `reuse-policy` export, 0.1.3 the `contacts`
+/// import), so only the world's exports are generated anew.
 pub mod v0_1_1 {
     wasmtime::component::bindgen!({
         path: "../wit/since_v0.1.1",
@@ -53,9 +60,9 @@ pub mod v0_1_1 {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "actionhost:executor/types": super::v0_1_2::actionhost::executor::types,
-            "actionhost:executor/smtp": super::v0_1_2::actionhost::executor::smtp,
-            "actionhost:executor/log": super::v0_1_2::actionhost::executor::log,
+            "actionhost:executor/types": super::v0_1_3::actionhost::executor::types,
+            "actionhost:executor/smtp": super::v0_1_3::actionhost::executor::smtp,
+            "actionhost:executor/log": super::v0_1_3::actionhost::executor::log,
         },
     });
 
@@ -63,7 +70,7 @@ pub mod v0_1_1 {
     pub const VERSION: &str = "0.1.1";
 }
 
-/// `actionhost:executor@0.1.0`, frozen: the same types as 0.1.2 (0.1.1 only
+/// `actionhost:executor@0.1.0`, frozen: the same types as 0.1.3 (0.1.1 only
 /// added `log.has-room`), so only the world's exports are generated anew.
 pub mod v0_1_0 {
     wasmtime::component::bindgen!({
@@ -75,8 +82,8 @@ pub mod v0_1_0 {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "actionhost:executor/types": super::v0_1_2::actionhost::executor::types,
-            "actionhost:executor/smtp": super::v0_1_2::actionhost::executor::smtp,
+            "actionhost:executor/types": super::v0_1_3::actionhost::executor::types,
+            "actionhost:executor/smtp": super::v0_1_3::actionhost::executor::smtp,
         },
     });
 
@@ -85,10 +92,13 @@ pub mod v0_1_0 {
 }
 
 /// The version the host implements.
-pub use v0_1_2 as latest;
+pub use v0_1_3 as latest;
+
+/// 0.1.2, served by the 0.1.3 bindings.
+const V0_1_2: &str = "0.1.2";
 
 /// The WIT versions of `actionhost:executor` this host loads, oldest first.
-pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_1_1::VERSION, v0_1_2::VERSION];
+pub const SUPPORTED: &[&str] = &[v0_1_0::VERSION, v0_1_1::VERSION, V0_1_2, v0_1_3::VERSION];
 
 /// The contract version a component was built against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +106,7 @@ pub enum WitVersion {
     V0_1_0,
     V0_1_1,
     V0_1_2,
+    V0_1_3,
 }
 
 impl WitVersion {
@@ -104,7 +115,8 @@ impl WitVersion {
         match self {
             Self::V0_1_0 => v0_1_0::VERSION,
             Self::V0_1_1 => v0_1_1::VERSION,
-            Self::V0_1_2 => v0_1_2::VERSION,
+            Self::V0_1_2 => V0_1_2,
+            Self::V0_1_3 => v0_1_3::VERSION,
         }
     }
 
@@ -134,14 +146,15 @@ impl WitVersion {
             None => Ok(None),
             Some(v) if v == v0_1_0::VERSION => Ok(Some(Self::V0_1_0)),
             Some(v) if v == v0_1_1::VERSION => Ok(Some(Self::V0_1_1)),
-            Some(v) if v == v0_1_2::VERSION => Ok(Some(Self::V0_1_2)),
+            Some(v) if v == V0_1_2 => Ok(Some(Self::V0_1_2)),
+            Some(v) if v == v0_1_3::VERSION => Ok(Some(Self::V0_1_3)),
             Some("") => Err("an unversioned package".into()),
             Some(other) => Err(other.to_owned()),
         }
     }
 }
 
-use v0_1_2::actionhost::executor::types as latest_types;
+use v0_1_3::actionhost::executor::types as latest_types;
 
 impl From<latest_types::FieldError> for FieldError {
     fn from(error: latest_types::FieldError) -> Self {

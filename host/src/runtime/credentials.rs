@@ -47,14 +47,17 @@ pub trait TokenSource: Send + Sync {
     fn refresh<'a>(&'a self, rejected: &'a SecretString) -> TokenFuture<'a>;
 }
 
-/// What an execution may use: credentials, and the outbound hosts that
-/// receive them (empty: every host the plugin may reach).
+/// What an execution may use: credentials, the outbound hosts that
+/// receive them (empty: every host the plugin may reach), and the contact
+/// and identity it acts on (the `contacts` interface, WIT 0.1.3).
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     /// The credentials.
     pub credentials: Credentials,
     /// The hosts that get them; a request elsewhere goes out without them.
     pub hosts: Vec<HostRule>,
+    /// The contact and sender, when the execution has them.
+    pub binding: Option<Arc<ContactBinding>>,
 }
 
 impl From<Credentials> for Grant {
@@ -62,8 +65,72 @@ impl From<Credentials> for Grant {
         Self {
             credentials,
             hosts: Vec::new(),
+            binding: None,
         }
     }
+}
+
+/// The contact an execution addresses and who it acts as: what the
+/// `contacts` interface (WIT 0.1.3) hands to the plugin.
+#[derive(Clone, Default)]
+pub struct ContactBinding {
+    /// The contact, for an action type bound to one (a top-level
+    /// `contact_id` in its params schema).
+    pub contact: Option<ContactInfo>,
+    /// The identity the action is performed as.
+    pub sender: Option<SenderInfo>,
+    /// Where `add-note` writes, for a bound contact.
+    pub notes: Option<Arc<dyn NoteWriter>>,
+}
+
+impl std::fmt::Debug for ContactBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContactBinding")
+            .field("contact", &self.contact.as_ref().map(|c| &c.id))
+            .field("sender", &self.sender.as_ref().map(|s| &s.id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A contact, as a plugin sees it.
+#[derive(Debug, Clone)]
+pub struct ContactInfo {
+    /// `ct_…`.
+    pub id: String,
+    /// Their address.
+    pub email: Option<String>,
+    /// Their properties, a JSON object.
+    pub properties: serde_json::Value,
+}
+
+/// An identity, as a plugin sees it.
+#[derive(Debug, Clone)]
+pub struct SenderInfo {
+    /// `id_…`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its address.
+    pub email: Option<String>,
+}
+
+/// Why a note was not written.
+#[derive(Debug, Clone)]
+pub enum NoteError {
+    /// The note itself is refused (empty, too long, the contact is gone).
+    Rejected(String),
+    /// The store could not take it now.
+    Unavailable(String),
+}
+
+/// Writes an execution's note on its contact (the host's store, outside
+/// the runtime).
+pub trait NoteWriter: Send + Sync {
+    /// Stores `body` and returns the note's id.
+    fn add_note(
+        &self,
+        body: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, NoteError>> + Send>>;
 }
 
 impl Grant {

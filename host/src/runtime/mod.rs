@@ -67,7 +67,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::CacheOutcome;
 pub use credentials::{
-    Credentials, Grant, SmtpServer, SmtpTls, TokenError, TokenFuture, TokenSource,
+    ContactBinding, ContactInfo, Credentials, Grant, NoteError, NoteWriter, SenderInfo, SmtpServer,
+    SmtpTls, TokenError, TokenFuture, TokenSource,
 };
 pub use engine::Allocator;
 pub use log::{ExecutionLog, LogLevel, LogLine, LogSource, OutboundCall};
@@ -293,6 +294,10 @@ impl Runtime {
             HasSelf<HostState>,
         >(&mut linker, |s| s))?;
         link(latest::actionhost::executor::signing::add_to_linker::<
+            _,
+            HasSelf<HostState>,
+        >(&mut linker, |s| s))?;
+        link(latest::actionhost::executor::contacts::add_to_linker::<
             _,
             HasSelf<HostState>,
         >(&mut linker, |s| s))?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{WitVersion, latest, v0_1_0, v0_1_1, v0_1_2};
+use super::bindings::{WitVersion, latest, v0_1_0, v0_1_1};
 use super::cache::CacheOutcome;
 use super::credentials::{Credentials, Grant};
 use super::engine::EPOCH_TICK;
@@ -66,7 +66,8 @@ impl Drop for PluginInner {
 enum Pre {
     V0_1_0(v0_1_0::ExecutorPre<HostState>),
     V0_1_1(v0_1_1::ExecutorPre<HostState>),
-    V0_1_2(v0_1_2::ExecutorPre<HostState>),
+    /// 0.1.2 and 0.1.3: the same exports, served by the newest bindings.
+    Current(latest::ExecutorPre<HostState>),
 }
 
 /// Why a component could not be loaded.
@@ -338,7 +339,7 @@ pub(super) async fn load(
         .await?;
     let wit_version = WitVersion::of(&component, &runtime.engine)
         .map_err(|found| LoadError::WitVersion { found })?
-        .unwrap_or(WitVersion::V0_1_2);
+        .unwrap_or(WitVersion::V0_1_3);
     let instance_pre = runtime
         .linker
         .instantiate_pre(&component)
@@ -347,7 +348,9 @@ pub(super) async fn load(
     let pre = match wit_version {
         WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::ExecutorPre::new(instance_pre).map_err(link)?),
         WitVersion::V0_1_1 => Pre::V0_1_1(v0_1_1::ExecutorPre::new(instance_pre).map_err(link)?),
-        WitVersion::V0_1_2 => Pre::V0_1_2(v0_1_2::ExecutorPre::new(instance_pre).map_err(link)?),
+        WitVersion::V0_1_2 | WitVersion::V0_1_3 => {
+            Pre::Current(latest::ExecutorPre::new(instance_pre).map_err(link)?)
+        }
     };
 
     // `describe` runs before the plugin's name is known: under the limits
@@ -462,7 +465,7 @@ async fn describe(
         Ok(_) => unreachable!("describe returns a manifest"),
         Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
     };
-    let reuse = if matches!(pre, Pre::V0_1_2(_)) {
+    let reuse = if matches!(pre, Pre::Current(_)) {
         let (reply, log) = run_isolated(runtime, pre, limits, Call::ReusePolicy).await;
         match reply {
             Ok(Reply::ReusePolicy(policy)) => policy,
@@ -697,7 +700,7 @@ async fn run(
         let reply = match pre {
             Pre::V0_1_0(pre) => call_with!(pre),
             Pre::V0_1_1(pre) => call_with!(pre),
-            Pre::V0_1_2(pre) => match call {
+            Pre::Current(pre) => match call {
                 Call::ReusePolicy => {
                     let executor = pre.instantiate_async(&mut store).await?;
                     Reply::ReusePolicy(executor.call_reuse_policy(&mut store).await?)
@@ -737,7 +740,7 @@ fn settle<T>(
 /// and no network; `execute` lends them only once `validate` has returned.
 pub struct ValidatedInstance {
     store: Store<HostState>,
-    executor: v0_1_2::Executor,
+    executor: latest::Executor,
 }
 
 impl fmt::Debug for ValidatedInstance {
@@ -783,7 +786,7 @@ async fn run_validated(
 async fn run_reused(
     inner: &PluginInner,
     pool: &ReusePool,
-    pre: &v0_1_2::ExecutorPre<HostState>,
+    pre: &latest::ExecutorPre<HostState>,
     account: &str,
     grant: Arc<Grant>,
     request: wit::ExecuteRequest,
@@ -978,7 +981,7 @@ impl Plugin {
         params: &serde_json::Value,
     ) -> Result<Result<Option<ValidatedInstance>, Vec<FieldError>>, PluginFault> {
         let inner = &self.inner;
-        let Pre::V0_1_2(pre) = &inner.pre else {
+        let Pre::Current(pre) = &inner.pre else {
             return Ok(self
                 .validate_isolated(action_type, params)
                 .await?
@@ -1076,7 +1079,7 @@ impl Plugin {
             ),
         });
         let reusable = match (&inner.reuse, &inner.pre, account_id) {
-            (Some(pool), Pre::V0_1_2(pre), Some(account)) => Some((pool, pre, account)),
+            (Some(pool), Pre::Current(pre), Some(account)) => Some((pool, pre, account)),
             _ => None,
         };
         let (reply, log) = match (reusable, validated, call) {

@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::ReuseConfig;
-use super::bindings::v0_1_2;
+use super::bindings::latest;
 use super::state::HostState;
 use super::types::ReusePolicy;
 
 /// An instance with its store, ready for another execution.
 pub(super) struct Warm {
     pub store: Store<HostState>,
-    pub executor: v0_1_2::Executor,
+    pub executor: latest::Executor,
     /// Executions it has served.
     pub calls: u32,
 }

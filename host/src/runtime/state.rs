@@ -12,9 +12,9 @@ use super::Limits;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::bindings::latest::actionhost::executor::{
-    log as wit_log, signing as wit_signing, smtp as wit_smtp,
+    contacts as wit_contacts, log as wit_log, signing as wit_signing, smtp as wit_smtp,
 };
-use super::credentials::Grant;
+use super::credentials::{ContactBinding, Grant, NoteError};
 use super::log::{Console, GuestOutput, LogLevel, LogSink, LogSource};
 use super::outbound::{Budget, OutboundHooks, OutboundPolicy};
 use super::smtp::{RelayError, SmtpRelay};
@@ -30,6 +30,7 @@ pub struct HostState {
     console: Console,
     smtp: SmtpRelay,
     signing_secret: Option<SecretString>,
+    binding: Option<Arc<ContactBinding>>,
 }
 
 impl HostState {
@@ -56,6 +57,7 @@ impl HostState {
             table,
             smtp: SmtpRelay::new(limits, &policy, &grant, log.clone(), budget.clone()),
             signing_secret: grant.credentials.signing_secret().cloned(),
+            binding: grant.binding.clone(),
             hooks: OutboundHooks::new(policy, grant, log.clone(), budget),
             limiter: Limiter::new(limits),
             log,
@@ -74,6 +76,7 @@ impl HostState {
         let budget = Budget::new(policy.max_requests);
         self.smtp = SmtpRelay::new(limits, &policy, &grant, self.log.clone(), budget.clone());
         self.signing_secret = grant.credentials.signing_secret().cloned();
+        self.binding = grant.binding.clone();
         self.hooks = OutboundHooks::new(policy, grant, self.log.clone(), budget);
         self.limiter = Limiter::new(limits);
     }
@@ -98,6 +101,7 @@ impl HostState {
         self.smtp.server = None;
         self.smtp.responder = None;
         self.signing_secret = None;
+        self.binding = None;
     }
 
     /// Whether a limit was hit during the last call (the guest may have
@@ -195,6 +199,44 @@ impl wit_signing::Host for HostState {
             .expect("HMAC accepts keys of any length");
         mac.update(&message);
         Ok(mac.finalize().into_bytes().to_vec())
+    }
+}
+
+impl wit_contacts::Host for HostState {
+    fn get_contact(&mut self) -> Option<wit_contacts::Contact> {
+        let contact = self.binding.as_ref()?.contact.as_ref()?;
+        Some(wit_contacts::Contact {
+            id: contact.id.clone(),
+            email: contact.email.clone(),
+            properties: contact.properties.to_string(),
+        })
+    }
+
+    fn get_sender(&mut self) -> Option<wit_contacts::Sender> {
+        let sender = self.binding.as_ref()?.sender.as_ref()?;
+        Some(wit_contacts::Sender {
+            id: sender.id.clone(),
+            name: sender.name.clone(),
+            email: sender.email.clone(),
+        })
+    }
+
+    async fn add_note(&mut self, body: String) -> Result<String, wit_contacts::ContactError> {
+        let Some(notes) = self
+            .binding
+            .as_ref()
+            .filter(|b| b.contact.is_some())
+            .and_then(|b| b.notes.clone())
+        else {
+            return Err(wit_contacts::ContactError::NotBound(
+                "this execution addresses no contact: its action type's params need a top-level contact_id"
+                    .into(),
+            ));
+        };
+        notes.add_note(body).await.map_err(|err| match err {
+            NoteError::Rejected(message) => wit_contacts::ContactError::Rejected(message),
+            NoteError::Unavailable(message) => wit_contacts::ContactError::Unavailable(message),
+        })
     }
 }
 

@@ -66,6 +66,18 @@ pub struct ActionTypeInfo {
     pub requires_approval: bool,
 }
 
+impl ActionTypeInfo {
+    /// Whether actions of this type address a contact: their params schema
+    /// has a top-level `contact_id` property. The host then checks the
+    /// contact exists and hands it to the plugin (the `contacts` interface).
+    pub fn contact_bound(&self) -> bool {
+        self.params_schema
+            .get("properties")
+            .and_then(|p| p.get("contact_id"))
+            .is_some()
+    }
+}
+
 /// How a provider authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::SchedulerConfig;
+use crate::events::EventsConfig;
+use crate::events::tracker::TrackerConfig;
 use crate::executions::ConcurrencyConfig;
 use crate::runtime::{Limits, ReuseConfig};
 
@@ -87,6 +89,11 @@ pub struct ServeConfig {
     /// (`[concurrency]`: `per_plugin`, `per_tenant`, and the caps of single
     /// plugins in `[concurrency.plugins]`).
     pub concurrency: ConcurrencyConfig,
+    /// Events (`[events]`: `retention`, `sweep_interval`).
+    pub events: EventsConfig,
+    /// The site tracker's endpoint (`[tracker]`: `rate_per_second` and
+    /// `burst`, per publishable key).
+    pub tracker: TrackerConfig,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -138,6 +145,8 @@ impl Default for ServeConfig {
             reuse: ReuseConfig::default(),
             scheduler: SchedulerConfig::default(),
             concurrency: ConcurrencyConfig::default(),
+            events: EventsConfig::default(),
+            tracker: TrackerConfig::default(),
         }
     }
 }
@@ -187,6 +196,8 @@ const SETTINGS: &[&str] = &[
     "reuse",
     "scheduler",
     "concurrency",
+    "events",
+    "tracker",
 ];
 
 impl ServeConfig {

@@ -21,7 +21,11 @@ use tracing::Instrument as _;
 use crate::accounts::{Accounts, KeySource, SecretBox};
 use crate::actions::Actions;
 use crate::api::{ApiSettings, AppState};
+use crate::contacts::Contacts;
+use crate::events::Events;
+use crate::events::tracker::Tracker;
 use crate::executions::Pipeline;
+use crate::identities::Identities;
 use crate::registry::PluginRegistry;
 use crate::runtime::{HostRule, Runtime, RuntimeConfig};
 use crate::store::{Records, SledStore, migrate};
@@ -145,6 +149,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         config.concurrency.clone(),
     );
     let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
+    let events = Events::new(records.clone(), config.events.clone());
+    let contacts = Contacts::new(records.clone(), events.clone(), actions.clone());
+    let tracker = Tracker::new(records.clone(), events.clone(), &config.tracker);
     // Read before the first request can start an action.
     let interrupted = actions.interrupted()?;
     let state = AppState {
@@ -152,9 +159,14 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         accounts,
         pipeline,
         actions: actions.clone(),
+        contacts: contacts.clone(),
+        events: events.clone(),
+        tracker,
+        identities: Identities::new(records.clone()),
         settings: Arc::new(ApiSettings {
             max_body_bytes: config.max_body_bytes,
             max_plugin_bytes: config.max_plugin_bytes,
+            public_url: public_url.clone(),
         }),
     };
     let app = crate::api::router(state)
@@ -283,6 +295,15 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                     "recovered actions the last run left executing: idempotent types run again, the others wait for an operator (POST /v1/actions/{{id}}/resolve)"
                 );
             }
+            match contacts.resume_erasures().await {
+                Ok(0) => {}
+                Ok(resumed) => tracing::warn!(resumed, "finished contact erasures the last run left half-done"),
+                Err(err) => tracing::error!(error = %err, "finishing interrupted contact erasures failed; they are tried again at the next start"),
+            }
+            tokio::spawn({
+                let (events, stop) = (events.clone(), stop.clone());
+                async move { events.run_retention(stop).await }.in_current_span()
+            });
             actions.run_scheduler(stop).await;
             anyhow::Ok(())
         }

@@ -149,6 +149,19 @@ pub trait Store: Send + Sync + 'static {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// At most `limit` keys in `[start, end)`, ascending or (with
+    /// `descending`) descending, after skipping the first `skip` of them.
+    fn scan_range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: &[u8],
+        descending: bool,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// How many keys lie in `[start, end)`.
+    fn count_range(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<usize>;
     /// Runs `body` atomically; it may run more than once on a conflict.
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()>;
     /// Resolves once every write made before the call is on disk.
@@ -324,6 +337,50 @@ impl Records {
             .collect())
     }
 
+    /// Entries of a multi index whose value starts with `prefix`, in
+    /// (value, id) order or its reverse: `(value, id)` pairs, `skip` of them
+    /// skipped, at most `limit`. `lower` (inclusive) and `upper` (exclusive)
+    /// bound what follows the prefix, such as zero-padded times: an index
+    /// valued `TENANT\0MS` read with prefix `TENANT\0` and bounds on `MS` is a
+    /// time range. Values must not contain `\0` after the prefix for the
+    /// split to be exact.
+    #[allow(clippy::too_many_arguments)]
+    pub fn index_range(
+        &self,
+        index: &'static str,
+        prefix: &str,
+        lower: Option<&str>,
+        upper: Option<&str>,
+        descending: bool,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let (start, end) = index_bounds(index, prefix, lower, upper);
+        let head = format!("{index}\0").len();
+        Ok(self
+            .store
+            .scan_range(Tree::Indexes, &start, &end, descending, skip, limit)?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let rest = String::from_utf8_lossy(key.get(head..)?).into_owned();
+                let (value, id) = rest.rsplit_once('\0')?;
+                Some((value.to_owned(), id.to_owned()))
+            })
+            .collect())
+    }
+
+    /// How many entries [`Records::index_range`] would walk with no limit.
+    pub fn index_count(
+        &self,
+        index: &'static str,
+        prefix: &str,
+        lower: Option<&str>,
+        upper: Option<&str>,
+    ) -> Result<usize> {
+        let (start, end) = index_bounds(index, prefix, lower, upper);
+        self.store.count_range(Tree::Indexes, &start, &end)
+    }
+
     /// Runs `body` as one atomic transaction over any records. `body` may run
     /// more than once on a conflict, so it must not have side effects outside
     /// the transaction. A domain-level refusal is best returned as
@@ -426,6 +483,28 @@ impl Records {
     }
 }
 
+/// The key range of an index's values under `prefix`, bounded by `lower`
+/// and `upper`. Without `upper` the range ends after every value starting
+/// with the prefix (`0xFF` follows any UTF-8 byte).
+fn index_bounds(
+    index: &str,
+    prefix: &str,
+    lower: Option<&str>,
+    upper: Option<&str>,
+) -> (Vec<u8>, Vec<u8>) {
+    let base = format!("{index}\0{prefix}");
+    let start = format!("{base}{}", lower.unwrap_or_default()).into_bytes();
+    let end = match upper {
+        Some(upper) => format!("{base}{upper}").into_bytes(),
+        None => {
+            let mut end = base.into_bytes();
+            end.push(0xFF);
+            end
+        }
+    };
+    (start, end)
+}
+
 /// Typed records inside [`Records::transaction`].
 pub struct RecordTx<'a> {
     tx: &'a dyn Tx,
@@ -439,6 +518,15 @@ impl RecordTx<'_> {
             Some(bytes) => Ok(Some(decode(&key, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The id a unique index holds for `value`, as the transaction sees it.
+    pub fn find_unique(&self, index: &'static str, value: &str) -> Result<Option<String>, TxError> {
+        let key = IndexEntry::unique(index, value).key("");
+        Ok(self
+            .tx
+            .get(Tree::Indexes, &key)?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
     }
 
     /// Writes a new record; fails if its id or a unique index value is taken.
@@ -619,6 +707,61 @@ mod tests {
                 .find_unique("notes_by_slug", "first")
                 .expect("find")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn index_ranges_read_both_ways_with_bounds_skip_and_count() {
+        let (_dir, records) = records();
+        for (id, owner) in [
+            ("a", "t1\u{0}0003"),
+            ("b", "t1\u{0}0001"),
+            ("c", "t1\u{0}0002"),
+            ("d", "t2\u{0}0001"),
+        ] {
+            records.insert(&note(id, owner, id)).expect("insert");
+        }
+        let ids = |pairs: Vec<(String, String)>| -> Vec<String> {
+            pairs.into_iter().map(|(_, id)| id).collect()
+        };
+        let all = records
+            .index_range("notes_by_owner", "t1\0", None, None, false, 0, 10)
+            .expect("range");
+        assert_eq!(all[0], ("t1\u{0}0001".to_owned(), "b".to_owned()));
+        assert_eq!(ids(all), ["b", "c", "a"]);
+        let newest = records
+            .index_range("notes_by_owner", "t1\0", None, None, true, 1, 1)
+            .expect("range");
+        assert_eq!(ids(newest), ["c"]);
+        let bounded = records
+            .index_range(
+                "notes_by_owner",
+                "t1\0",
+                Some("0002"),
+                Some("0003"),
+                false,
+                0,
+                10,
+            )
+            .expect("range");
+        assert_eq!(ids(bounded), ["c"]);
+        assert_eq!(
+            records
+                .index_count("notes_by_owner", "t1\0", None, None)
+                .expect("count"),
+            3
+        );
+        assert_eq!(
+            records
+                .index_count("notes_by_owner", "t2\0", None, None)
+                .expect("count"),
+            1
+        );
+        assert_eq!(
+            records
+                .index_count("notes_by_owner", "t3\0", None, None)
+                .expect("count"),
+            0
         );
     }
 

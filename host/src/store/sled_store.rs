@@ -525,6 +525,50 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn scan_range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: &[u8],
+        descending: bool,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.failure.check()?;
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let range = self.tree(tree).range(start..end);
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if descending {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+        entries
+            .skip(skip)
+            .take(limit)
+            .map(|entry| {
+                entry
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|err| storage(&self.inner.path, err))
+            })
+            .collect()
+    }
+
+    fn count_range(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<usize> {
+        self.inner.failure.check()?;
+        if start >= end {
+            return Ok(0);
+        }
+        let mut count = 0;
+        for entry in self.tree(tree).range(start..end) {
+            entry.map_err(|err| storage(&self.inner.path, err))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()> {
         let inner = &self.inner;
         inner.failure.check()?;

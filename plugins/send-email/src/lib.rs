@@ -1,5 +1,6 @@
 //! `send_email`: sends one email through the connected account's SMTP server
-//! (relayed by the host) or through the Gmail API.
+//! (relayed by the host) or through the Gmail API; `email_message` (seed
+//! 001) sends one to a contact, from the action's identity, the same ways.
 //!
 //! The account's metadata chooses the way:
 //!
@@ -178,22 +179,129 @@ impl Action for SendEmail {
 
     fn execute(params: SendEmailParams, ctx: &Context) -> Result<SendEmailOutput, ExecuteError> {
         Self::validate(&params).map_err(ExecuteError::InvalidInput)?;
-        let account = ctx.account()?;
-        let settings: EmailAccount = account.metadata_as()?;
-        let from = parse_mailbox(&settings.from).ok_or_else(|| {
+        deliver(&params, ctx, None)
+    }
+}
+
+/// Sends `params` through the account's provider, from `sender` when given
+/// (an identity's mailbox), else from the account's `from`.
+fn deliver(
+    params: &SendEmailParams,
+    ctx: &Context,
+    sender: Option<Mailbox>,
+) -> Result<SendEmailOutput, ExecuteError> {
+    let account = ctx.account()?;
+    let settings: EmailAccount = account.metadata_as()?;
+    let from = match sender {
+        Some(sender) => sender,
+        None => parse_mailbox(&settings.from).ok_or_else(|| {
             ExecuteError::Permanent(format!(
                 "account {} has an invalid `from` address {:?}",
                 account.id, settings.from
             ))
-        })?;
-        let message = Message::new(&params, &from, &ctx.idempotency_key);
-        match settings.provider {
-            Provider::Smtp => send_smtp(&message, &from),
-            Provider::Gmail => send_gmail(
-                &message,
-                settings.base_url.as_deref().unwrap_or(GMAIL_BASE_URL),
-            ),
+        })?,
+    };
+    let message = Message::new(params, &from, &ctx.idempotency_key);
+    match settings.provider {
+        Provider::Smtp => send_smtp(&message, &from),
+        Provider::Gmail => send_gmail(
+            &message,
+            settings.base_url.as_deref().unwrap_or(GMAIL_BASE_URL),
+        ),
+    }
+}
+
+/// Params of `email_message`: an email to a contact, from the action's
+/// identity.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailMessageParams {
+    /// The contact to write to (`ct_…`); the message goes to their address.
+    pub contact_id: String,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text message.
+    #[serde(alias = "body")]
+    pub message: String,
+    /// Carbon-copy recipients.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Where replies should go, when not to the sender.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+impl EmailMessageParams {
+    /// The same message as `send_email` params, to the contact's mailbox.
+    fn to_send_email(&self, to: String) -> SendEmailParams {
+        SendEmailParams {
+            to: Recipients::One(to),
+            cc: self.cc.clone(),
+            bcc: Vec::new(),
+            reply_to: self.reply_to.clone(),
+            subject: self.subject.clone(),
+            body: Some(self.message.clone()),
+            html: None,
         }
+    }
+}
+
+/// The `email_message` action (seed 001): an email to a contact.
+pub struct EmailMessage;
+
+impl Action for EmailMessage {
+    const NAME: &'static str = "email_message";
+    const TITLE: &'static str = "Email a contact";
+    const DESCRIPTION: &'static str = "Sends a plain-text email to a contact's address, from the action's identity, \
+         through the identity's email account (SMTP or Gmail).";
+    const AUTH_SCHEMES: &'static [AuthScheme] =
+        &[AuthScheme::Smtp, AuthScheme::OAuth2, AuthScheme::Bearer];
+    type Params = EmailMessageParams;
+    type Output = SendEmailOutput;
+
+    fn validate(params: &EmailMessageParams) -> Result<(), Vec<FieldError>> {
+        // The contact's address is the host's to check; the rest is the
+        // same message `send_email` sends.
+        let mut errors =
+            match SendEmail::validate(&params.to_send_email("placeholder@example.com".into())) {
+                Ok(()) => Vec::new(),
+                Err(errors) => errors,
+            };
+        for error in &mut errors {
+            if error.path == "/body" {
+                error.path = "/message".into();
+                error.message = "must not be empty".into();
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn execute(params: EmailMessageParams, ctx: &Context) -> Result<SendEmailOutput, ExecuteError> {
+        Self::validate(&params).map_err(ExecuteError::InvalidInput)?;
+        let contact = ctx.contact()?;
+        let Some(address) = contact.email.clone() else {
+            return Err(ExecuteError::Permanent(format!(
+                "contact {} has no email address; give them one with PATCH /v1/contacts/{}",
+                contact.id, contact.id
+            )));
+        };
+        let to = match contact.full_name() {
+            Some(name) => format!("{} <{address}>", name.replace(['<', '>', '"'], "")),
+            None => address,
+        };
+        let sender = ctx.sender().and_then(|sender| {
+            let address = sender.email?;
+            parse_mailbox(&format!(
+                "{} <{address}>",
+                sender.name.replace(['<', '>', '"'], "")
+            ))
+            .or_else(|| parse_mailbox(&address))
+        });
+        deliver(&params.to_send_email(to), ctx, sender)
     }
 }
 
@@ -326,5 +434,5 @@ actionhost_sdk::plugin! {
     name: "send-email",
     description: "Sends email through SMTP or the Gmail API",
     outbound_hosts: ["https://gmail.googleapis.com"],
-    actions: [SendEmail],
+    actions: [SendEmail, EmailMessage],
 }

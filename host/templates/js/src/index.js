@@ -16,7 +16,7 @@
  * Exports may be `async`: `await fetch(...)` works, over wasi:http, and the
  * host injects the account's credentials into each request.
  */
-import { write as log } from 'actionhost:executor/log@0.1.2';
+import { write as log } from 'actionhost:executor/log@0.1.3';
 
 const ACTION = '{{action}}';
 
