@@ -930,6 +930,17 @@ fn kill_9_while_executing_then_restart_recovers_every_action_by_the_rule() {
     for id in idempotent.iter().chain(&other) {
         wait_for(&server, id, "executing", Duration::from_secs(10));
     }
+    // Killed once every run's request hangs at the provider: a run claimed
+    // but not yet sending would leave a slow fault for its retry.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while providers.requests().len() < 6 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        providers.requests().len(),
+        6,
+        "every run reached the provider"
+    );
     server.kill();
     let server = server.restart();
     // Recovery runs once the plugins are loaded, just after the server says

@@ -104,7 +104,13 @@ fn javascript_skeleton_builds_and_passes_its_cases() {
 fn bundled_plugins_pass_their_own_cases() {
     let root = workspace_root();
     let mut ran = 0;
-    for plugin in ["crm-sync", "send-email", "slack-message", "webhook-post"] {
+    for plugin in [
+        "crm-sync",
+        "notes",
+        "send-email",
+        "slack-message",
+        "webhook-post",
+    ] {
         let mut args = vec![
             "plugin".to_owned(),
             "test".to_owned(),
@@ -127,7 +133,7 @@ fn bundled_plugins_pass_their_own_cases() {
         assert!(output.status.success(), "{plugin}: {}", text(&output));
         ran += files.len();
     }
-    assert!(ran >= 7, "ran {ran} cases");
+    assert!(ran >= 10, "ran {ran} cases");
 }
 
 #[test]

@@ -325,30 +325,33 @@ fn contacts_are_unique_by_email_filtered_sorted_patched_and_batched() {
             .map(|c| c["_id"].as_str().expect("id").to_owned())
             .collect()
     };
-    assert_eq!(ids("/v1/contacts?email=ADA@example.com"), [ada.clone()]);
+    assert_eq!(ids("/v1/contacts?email=ADA@example.com"), [ada.as_str()]);
     assert_eq!(
         ids("/v1/contacts?lifecycle_stage=Customer"),
-        [grace.clone()]
+        [grace.as_str()]
     );
-    assert_eq!(ids("/v1/contacts?properties.company=navy"), [grace.clone()]);
+    assert_eq!(
+        ids("/v1/contacts?properties.company=navy"),
+        [grace.as_str()]
+    );
     assert_eq!(
         ids("/v1/contacts?properties.score=12&properties.vip=true"),
-        [ada.clone()]
+        [ada.as_str()]
     );
-    assert_eq!(ids("/v1/contacts?q=lovelace"), [ada.clone()]);
-    assert_eq!(ids("/v1/contacts?q=analytical"), [ada.clone()]);
-    assert_eq!(ids("/v1/contacts?q=grace@"), [grace.clone()]);
+    assert_eq!(ids("/v1/contacts?q=lovelace"), [ada.as_str()]);
+    assert_eq!(ids("/v1/contacts?q=analytical"), [ada.as_str()]);
+    assert_eq!(ids("/v1/contacts?q=grace@"), [grace.as_str()]);
     let newest_first = ids("/v1/contacts");
     assert_eq!(newest_first.len(), 3);
     assert_eq!(newest_first[2], ada);
-    assert_eq!(ids("/v1/contacts?sort_dir=asc&limit=1"), [ada.clone()]);
+    assert_eq!(ids("/v1/contacts?sort_dir=asc&limit=1"), [ada.as_str()]);
     assert_eq!(
         ids("/v1/contacts?sort_dir=asc&limit=1&offset=1"),
-        [grace.clone()]
+        [grace.as_str()]
     );
     assert_eq!(
         ids("/v1/contacts?sort_by=email&sort_dir=asc&q=example"),
-        [ada.clone(), grace.clone()]
+        [ada.as_str(), grace.as_str()]
     );
     let page = server.get("/v1/contacts?limit=2");
     assert_eq!(ok(&page)["total"], 3);
@@ -375,7 +378,7 @@ fn contacts_are_unique_by_email_filtered_sorted_patched_and_batched() {
     assert!(properties.get("score").is_none(), "{properties}");
     assert_eq!(
         ids("/v1/contacts?lifecycle_stage=customer&sort_dir=asc"),
-        [ada.clone(), grace.clone()]
+        [ada.as_str(), grace.as_str()]
     );
     // Taking another contact's email is a conflict too.
     let taken = call(

@@ -327,9 +327,10 @@ pub struct ApiError {
     fields: Vec<FieldError>,
     candidates: Vec<String>,
     /// Seconds for a `Retry-After` header.
-    retry_after_secs: Option<u64>,
-    /// The object holding a unique value, for a conflict.
-    existing_id: Option<String>,
+    retry_after_secs: Option<u32>,
+    /// The object holding a unique value, for a conflict (boxed: an error
+    /// travels in every handler's `Result`, and this is rare).
+    existing_id: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -355,13 +356,13 @@ impl ApiError {
 
     /// The same error, naming the object that holds a unique value.
     pub fn with_existing(mut self, id: String) -> Self {
-        self.existing_id = Some(id);
+        self.existing_id = Some(id.into_boxed_str());
         self
     }
 
     /// The same error, with `Retry-After: secs`.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
-        self.retry_after_secs = Some(secs);
+        self.retry_after_secs = Some(u32::try_from(secs).unwrap_or(u32::MAX));
         self
     }
 
@@ -405,7 +406,7 @@ impl IntoResponse for ApiError {
             retryable: self.retryable,
             errors: self.fields,
             candidates: self.candidates,
-            existing_id: self.existing_id,
+            existing_id: self.existing_id.map(String::from),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
@@ -518,7 +519,8 @@ impl From<PipelineError> for ApiError {
 impl From<crate::executions::Busy> for ApiError {
     fn from(busy: crate::executions::Busy) -> Self {
         ApiError {
-            retry_after_secs: Some(crate::executions::BUSY_RETRY_AFTER_MS.div_ceil(1000)),
+            retry_after_secs: u32::try_from(crate::executions::BUSY_RETRY_AFTER_MS.div_ceil(1000))
+                .ok(),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

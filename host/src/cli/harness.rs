@@ -20,8 +20,9 @@ use serde_json::{Value, json};
 
 use super::{CliError, default_cache_dir};
 use crate::runtime::{
-    AccountInfo, Credentials, ExecuteError, ExecuteRequest, ExecutionLog, Grant, HostRule,
-    PluginOptions, Responder, Runtime, RuntimeConfig,
+    AccountInfo, ContactBinding, ContactInfo, Credentials, ExecuteError, ExecuteRequest,
+    ExecutionLog, Grant, HostRule, NoteError, NoteWriter, PluginOptions, Responder, Runtime,
+    RuntimeConfig, SenderInfo,
 };
 
 /// One test case, as written in a `.case.json` file.
@@ -50,6 +51,13 @@ struct Case {
     /// The attempt number (default 1).
     #[serde(default)]
     attempt: Option<u32>,
+    /// The contact a contact-bound action addresses (its params'
+    /// `contact_id` names it), as the host would hand it over.
+    #[serde(default)]
+    contact: Option<CaseContact>,
+    /// The identity the action acts as.
+    #[serde(default)]
+    sender: Option<CaseSender>,
     /// The outbound exchanges expected, in order.
     #[serde(default)]
     exchanges: Vec<Exchange>,
@@ -66,6 +74,54 @@ struct CaseAccount {
     app_name: Option<String>,
     #[serde(default = "empty_object")]
     metadata: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseContact {
+    #[serde(default = "default_contact_id")]
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default = "empty_object")]
+    properties: Value,
+}
+
+fn default_contact_id() -> String {
+    "ct_test".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSender {
+    #[serde(default = "default_sender_id")]
+    id: String,
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+fn default_sender_id() -> String {
+    "id_test".to_owned()
+}
+
+/// `add-note` in a test: the note is kept nowhere; its id is `nt_test`.
+struct TestNotes;
+
+impl NoteWriter for TestNotes {
+    fn add_note(
+        &self,
+        body: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, NoteError>> + Send>>
+    {
+        Box::pin(async move {
+            if body.trim().is_empty() {
+                Err(NoteError::Rejected("a note must not be empty".into()))
+            } else {
+                Ok("nt_test".to_owned())
+            }
+        })
+    }
 }
 
 fn default_account_id() -> String {
@@ -534,10 +590,26 @@ async fn run_case(
                     }),
                     reuse_key: None,
                 };
-                match plugin
-                    .execute(request, Arc::new(Grant::from(credentials)))
-                    .await
-                {
+                let mut grant = Grant::from(credentials);
+                if case.contact.is_some() || case.sender.is_some() {
+                    grant.binding = Some(Arc::new(ContactBinding {
+                        notes: case
+                            .contact
+                            .is_some()
+                            .then(|| Arc::new(TestNotes) as Arc<dyn NoteWriter>),
+                        contact: case.contact.map(|c| ContactInfo {
+                            id: c.id,
+                            email: c.email,
+                            properties: c.properties,
+                        }),
+                        sender: case.sender.map(|s| SenderInfo {
+                            id: s.id,
+                            name: s.name,
+                            email: s.email,
+                        }),
+                    }));
+                }
+                match plugin.execute(request, Arc::new(grant)).await {
                     Ok(execution) => {
                         log = execution.log;
                         match execution.outcome {

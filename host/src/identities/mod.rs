@@ -31,7 +31,7 @@ pub fn capability_of(action_type: &str) -> Option<&'static str> {
         "linkedin_message" => "linkedin",
         "crm_sync" => "crm_sync",
         "note" => "notes",
-        "slack_message" => "slack",
+        "slack_post_message" => "slack",
         "webhook_post" => "webhook",
         _ => return None,
     })
