@@ -70,7 +70,7 @@ impl Actions {
         let scheduled_ms = match &new.scheduled_time {
             None => None,
             Some(text) => Some(
-                humantime::parse_rfc3339_weak(text)
+                super::parse_time(text)
                     .map(epoch_ms)
                     .map_err(|err| ActionError::Invalid {
                         message: format!(

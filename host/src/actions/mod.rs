@@ -44,6 +44,7 @@ pub use list::{ListQuery, Page, SortField};
 pub use machine::{ActionStatus, Forbidden, Transition};
 pub use record::{
     Action, Actor, HistoryEntry, NewAction, Resolution, Review, Revision, action_id_ms, epoch_ms,
+    parse_time,
 };
 pub use run::Processed;
 pub use scheduler::SchedulerConfig;

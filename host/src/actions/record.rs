@@ -11,6 +11,14 @@ use crate::executions::ErrorInfo;
 use crate::store::{IndexEntry, Record};
 use crate::tenancy::{new_ordered_id, now};
 
+/// Parses an RFC 3339 time (any offset, any precision): the form of every
+/// time the API takes. A time before 1970 is the epoch.
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    let time = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|err| err.to_string())?;
+    let ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
@@ -293,7 +301,7 @@ impl Action {
         let now = epoch_ms(SystemTime::now());
         self.scheduled_time
             .as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .and_then(|t| parse_time(t).ok())
             .map_or(now, |t| epoch_ms(t).max(now))
     }
 }

@@ -203,6 +203,7 @@ pub async fn connected_accounts_create(
 /// Filters of the account list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AccountFilter {
     /// Only this app's accounts.
     app_name: Option<String>,
@@ -309,12 +310,16 @@ pub async fn connected_accounts_revoke(
 
 /// What the provider sends back to the callback.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
     /// The authorization code.
+    #[param(min_length = 1)]
     code: Option<String>,
     /// The state the flow started with.
+    #[param(min_length = 1)]
     state: Option<String>,
     /// The provider's refusal.
+    #[param(min_length = 1)]
     error: Option<String>,
     /// Its explanation.
     error_description: Option<String>,

@@ -8,7 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authorized, IdempotencyKey, need};
+use super::{
+    ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authorized, IdempotencyKey, MAX_OFFSET, need,
+    parse,
+};
 use crate::actions::{
     Action, ActionError, ActionStatus, Actor, Claim, KeyedRequest, ListQuery, NewAction, Processed,
     Resolution, Review, SortField, StoredResponse, Transition, machine,
@@ -21,23 +24,6 @@ fn actor<S>(caller: &Authorized<S>) -> Actor {
         key_id: caller.principal.key.id.clone(),
         user_id: caller.principal.user.id.clone(),
     }
-}
-
-/// Parses a body taken as JSON (to hash it for `Idempotency-Key`) into its type.
-pub(super) fn parse<T: serde::de::DeserializeOwned>(
-    body: serde_json::Value,
-) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(body).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if path == "." {
-            ApiError::invalid(format!("the body does not fit this endpoint: {inner}"))
-        } else {
-            ApiError::invalid(format!(
-                "the body does not fit this endpoint: {path}: {inner}"
-            ))
-        }
-    })
 }
 
 pub(super) fn keyed(
@@ -183,6 +169,9 @@ pub async fn actions_create(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Filter by status.
+    #[param(
+        pattern = "^(pending_approval|scheduled|executing|succeeded|failed|outcome_unknown|cancelled|rejected)$"
+    )]
     status: Option<String>,
     /// Filter by action type.
     #[serde(rename = "type")]
@@ -197,12 +186,16 @@ pub struct ListParams {
     /// Filter by the contact the action addresses.
     contact_id: Option<String>,
     /// Results per page, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Results to skip (default 0).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 2147483647)]
     skip: Option<usize>,
     /// `created_at` (default), `updated_at`, `scheduled_time`, `due_at`, `status` or `type`.
+    #[param(pattern = "^(created_at|updated_at|scheduled_time|due_at|status|type)$")]
     sort_by: Option<String>,
     /// `desc` (default) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     sort_dir: Option<String>,
 }
 
@@ -271,6 +264,11 @@ pub async fn actions_list(
         }
     };
     let skip = params.skip.unwrap_or(0);
+    if skip > MAX_OFFSET {
+        return Err(ApiError::invalid(format!(
+            "skip must be at most {MAX_OFFSET}, not {skip}"
+        )));
+    }
     let page = state.actions.list(
         caller.tenant(),
         &ListQuery {
@@ -464,7 +462,9 @@ pub struct CommentBody {
 
 /// A JSON body that may be left out entirely.
 fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // No body, or JSON `null`, is the same as `{}`.
+    let text = bytes.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(bytes).map_err(|err| {
@@ -529,14 +529,17 @@ pub struct ApproveBody {
     /// For `edit`: the new params.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    params: Option<serde_json::Value>,
+    params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn review_of(action: ReviewAction, params: Option<serde_json::Value>) -> Result<Review, ApiError> {
+fn review_of(
+    action: ReviewAction,
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Review, ApiError> {
     Ok(match (action, params) {
         (ReviewAction::Approve, None) => Review::Approve,
         (ReviewAction::Reject, None) => Review::Reject,
-        (ReviewAction::Edit, Some(params)) => Review::Edit(params),
+        (ReviewAction::Edit, Some(params)) => Review::Edit(serde_json::Value::Object(params)),
         (ReviewAction::Edit, None) => {
             return Err(ApiError::invalid("`edit` needs `params`: the new params"));
         }
@@ -587,7 +590,7 @@ pub struct BulkApproveBody {
     /// For `edit`: the new params, for each.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    params: Option<serde_json::Value>,
+    params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// 1 to 100 action ids, none empty.
@@ -649,6 +652,9 @@ pub async fn actions_approve_bulk(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BulkApproveBody>,
 ) -> Result<axum::Json<BulkAnswer>, ApiError> {
+    if body.action_ids.iter().any(String::is_empty) {
+        return Err(ApiError::invalid("action_ids must not hold an empty id"));
+    }
     if body.action_ids.is_empty() || body.action_ids.len() > 100 {
         return Err(ApiError::invalid(format!(
             "action_ids must hold 1 to 100 ids, not {}",
@@ -749,6 +755,7 @@ pub async fn actions_resolve(
 #[into_params(parameter_in = Query)]
 pub struct ProcessParams {
     /// Most actions to run, 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -799,6 +806,7 @@ pub struct CreateExecution {
     action_id: String,
     /// A transition id from `GET /v1/actions/{id}/transitions` (default `execute`).
     #[serde(default)]
+    #[schema(pattern = "^(approve|reject|edit|cancel|execute|mark_succeeded|mark_failed|retry)$")]
     transition: Option<String>,
     /// The user performing it (e-mail or id); their keys' scopes must allow it.
     #[serde(default)]

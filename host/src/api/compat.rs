@@ -122,7 +122,7 @@ pub async fn actions_execute(
         &format!("/api/v2/actions/{action}/execute"),
         &body,
     )?;
-    let body: ExecuteBody = super::actions::parse(body)?;
+    let body: ExecuteBody = super::parse(body)?;
     let params = match (body.input, &body.text) {
         (Some(input), _) if input.is_object() => input,
         (Some(_), _) => {

@@ -13,6 +13,58 @@ use crate::contacts::{
     NoteView, TimelineEntry, properties,
 };
 
+/// Contact and event properties, as the document states them.
+pub struct Properties;
+
+impl utoipa::PartialSchema for Properties {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        properties_schema(false)
+    }
+}
+
+impl ToSchema for Properties {}
+
+/// Changes to properties: a `null` value removes one.
+pub struct PropertyChanges;
+
+impl utoipa::PartialSchema for PropertyChanges {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        properties_schema(true)
+    }
+}
+
+impl ToSchema for PropertyChanges {}
+
+/// The rules of `properties::check` as a JSON Schema; with `removals`, a
+/// value may also be `null`.
+fn properties_schema(removals: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    let mut values = AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(properties::MAX_VALUE_CHARS)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean));
+    if removals {
+        values = values.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(properties::MAX_PROPERTIES))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!(
+                    "^[A-Za-z0-9_.-]{{1,{}}}$",
+                    properties::MAX_NAME_CHARS
+                ))),
+        ))
+        .additional_properties(Some(utoipa::openapi::schema::Schema::AnyOf(values.build())))
+        .into()
+}
+
 /// A contact as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"_id": "ct_0193a1b2c3d4e5f6a7b8", "email": "ada@example.com", "properties": {"firstname": "Ada", "lastname": "Lovelace", "company": "Analytical Engines", "lifecyclestage": "lead"}, "created_at": "2026-12-01T14:03:00.000Z", "updated_at": "2026-12-01T14:03:00.000Z"}))]
@@ -23,7 +75,7 @@ pub struct ContactView {
     /// The address, unique in the tenant (without case).
     email: Option<String>,
     /// `firstname`, `lastname`, `company`, `lifecyclestage` and any others.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Properties)]
     properties: Map<String, Value>,
     /// RFC 3339.
     created_at: String,
@@ -91,7 +143,7 @@ pub struct NewContact {
     /// characters), values strings (at most 16 KiB), numbers or booleans; at
     /// most 256 of them.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Properties>)]
     properties: Option<Value>,
 }
 
@@ -131,7 +183,7 @@ pub struct ContactListParams {
     #[param(max_length = 254)]
     email: Option<String>,
     /// `properties.lifecyclestage`, without case (`lead`, `customer`, …).
-    #[param(max_length = 16384)]
+    #[param(max_length = 1000)]
     lifecycle_stage: Option<String>,
     /// Text in the name, email or company, without case.
     #[param(max_length = 200)]
@@ -140,7 +192,7 @@ pub struct ContactListParams {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Results to skip (default 0).
-    #[param(minimum = 0)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 2147483647)]
     offset: Option<usize>,
     /// `created_at` (default), `updated_at` or `email`.
     #[param(pattern = "^(created_at|updated_at|email)$")]
@@ -182,9 +234,16 @@ pub(super) fn page(limit: Option<&str>, offset: Option<&str>) -> Result<(usize, 
     };
     let offset = match offset {
         None => 0,
-        Some(text) => text.parse::<usize>().map_err(|_| {
-            ApiError::invalid(format!("offset must be a whole number, not {text:?}"))
-        })?,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= super::MAX_OFFSET)
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "offset must be a whole number from 0 to {}, not {text:?}",
+                    super::MAX_OFFSET
+                ))
+            })?,
     };
     Ok((limit, offset))
 }
@@ -218,8 +277,23 @@ pub async fn contacts_list(
     let (mut limit, mut offset, mut sort_by, mut sort_dir) = (None, None, None, None);
     for (name, value) in &pairs {
         match name.as_str() {
+            "email" if value.chars().count() > 254 => {
+                return Err(ApiError::invalid(
+                    "email is at most 254 characters; no contact's address is longer",
+                ));
+            }
+            "lifecycle_stage" if value.chars().count() > 1000 => {
+                return Err(ApiError::invalid(
+                    "lifecycle_stage is at most 1,000 characters",
+                ));
+            }
             "email" => query.email = Some(value.trim().to_owned()),
             "lifecycle_stage" => query.lifecycle_stage = Some(value.clone()),
+            "q" if value.chars().count() > 200 => {
+                return Err(ApiError::invalid(
+                    "q must be at most 200 characters; search for a shorter text",
+                ));
+            }
             "q" => query.q = Some(value.clone()).filter(|q| !q.trim().is_empty()),
             "limit" => limit = Some(value.as_str()),
             "offset" => offset = Some(value.as_str()),
@@ -284,7 +358,7 @@ pub struct ContactUpdate {
     email: Option<Option<String>>,
     /// Properties to set; a `null` value removes that property.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<PropertyChanges>)]
     properties: Option<Value>,
 }
 
@@ -394,8 +468,23 @@ pub async fn contacts_delete(
 pub struct ContactBatch {
     /// 1 to 1,000 rows, each `{email, properties}`: the contact with that
     /// email is updated (properties merged, `null` removes), or created.
-    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 1000)]
-    contacts: Vec<Value>,
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<BatchRowBody>)]
+    contacts: Vec<Map<String, Value>>,
+}
+
+/// One row of a batch. Its content is checked row by row, so that a row
+/// without an email, with an address that is not one, or with properties
+/// that break the rules of `POST /v1/contacts` fails alone, reported in its
+/// result.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Read only to check each row's shape.
+pub struct BatchRowBody {
+    /// The address the row upserts by.
+    email: Option<String>,
+    /// Properties to set; `null` removes one.
+    #[schema(value_type = Option<Object>)]
+    properties: Option<Map<String, Value>>,
 }
 
 /// What a batch did.
@@ -428,10 +517,21 @@ pub async fn contacts_batch(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<ContactBatch>,
 ) -> Result<axum::Json<BatchAnswer>, ApiError> {
-    let results = state
-        .contacts
-        .upsert_batch(caller.tenant(), input.contacts)
-        .await?;
+    // The shape of each row is the document's (a 422 for the request);
+    // what it holds is checked row by row.
+    let mut rows = Vec::with_capacity(input.contacts.len());
+    for (index, row) in input.contacts.into_iter().enumerate() {
+        let row = Value::Object(row);
+        serde_path_to_error::deserialize::<_, BatchRowBody>(&row).map_err(|err| {
+            ApiError::invalid(format!(
+                "contacts/{index} does not fit a batch row: {}: {}",
+                err.path(),
+                err.inner()
+            ))
+        })?;
+        rows.push(row);
+    }
+    let results = state.contacts.upsert_batch(caller.tenant(), rows).await?;
     let count = |status: &str| results.iter().filter(|r| r.status == status).count();
     Ok(axum::Json(BatchAnswer {
         status: "success",
@@ -451,7 +551,7 @@ pub struct PageParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Results to skip (default 0).
-    #[param(value_type = Option<u32>, minimum = 0)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 2147483647)]
     offset: Option<String>,
 }
 

@@ -46,7 +46,7 @@ pub struct NewEventBody {
     #[schema(max_length = 4096)]
     url: Option<String>,
     /// Properties: strings, numbers or booleans, at most 256.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<super::contacts::Properties>)]
     properties: Option<Value>,
     /// When it happened (RFC 3339); default: now.
     #[schema(format = DateTime)]
@@ -180,7 +180,7 @@ pub struct EventListParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Results to skip (default 0).
-    #[param(value_type = Option<u32>, minimum = 0)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 2147483647)]
     offset: Option<String>,
     /// `desc` (newest first, the default) or `asc`.
     #[param(pattern = "^(asc|desc)$")]
@@ -202,7 +202,7 @@ pub struct EventList {
 
 fn time(text: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
     text.map(|text| {
-        humantime::parse_rfc3339_weak(text)
+        crate::actions::parse_time(text)
             .map(crate::actions::epoch_ms)
             .map_err(|_| {
                 ApiError::invalid(format!(
@@ -254,13 +254,13 @@ pub async fn events_list(
     get,
     path = "/t.js",
     tag = "events",
-    responses((status = 200, description = "The tracker script", content_type = "application/javascript", body = String)),
+    responses((status = 200, description = "The tracker script", content_type = "text/javascript", body = String)),
     security(())
 )]
 pub async fn tracker_script() -> Response {
     (
         [
-            (CONTENT_TYPE, "application/javascript; charset=utf-8"),
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (CACHE_CONTROL, "public, max-age=300"),
         ],
         SCRIPT,
@@ -268,8 +268,9 @@ pub async fn tracker_script() -> Response {
         .into_response()
 }
 
-/// What the tracker sends (as `text/plain`, so that browsers send it
-/// without a CORS preflight).
+/// What the tracker sends. The server reads the body as JSON whatever its
+/// content type: the tracker sends it as `text/plain`, which browsers send
+/// without a CORS preflight.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"key": "pk_0123456789abcdef0123456789abcdef", "anonymous_id": "5f0c1d2e3a4b", "events": [{"event": "pageview", "url": "https://example.com/pricing", "occurred_at": "2026-12-01T14:03:00.000Z", "properties": {"title": "Pricing"}}]}))]
 #[allow(dead_code)]
@@ -324,7 +325,7 @@ impl From<TrackError> for ApiError {
     post,
     path = "/v1/track",
     tag = "events",
-    request_body(content = TrackBody, content_type = "text/plain"),
+    request_body(content = TrackBody, content_type = "application/json"),
     responses(
         (status = 200, body = Tracked),
         (status = 401, body = super::ErrorBody, description = "Unknown or revoked publishable key"),
@@ -390,6 +391,15 @@ pub async fn track_preflight(headers: HeaderMap) -> Response {
     response
 }
 
+/// An origin: scheme, host and optional port, nothing after.
+#[derive(ToSchema)]
+#[schema(
+    pattern = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$",
+    example = "https://www.example.com"
+)]
+#[allow(dead_code)]
+pub struct Origin(String);
+
 /// A publishable key to mint.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -400,7 +410,7 @@ pub struct NewPublishableKey {
     name: Option<String>,
     /// The origins (scheme, host and port, such as `https://www.example.com`)
     /// whose pages may send events with it; 1 to 50.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(min_items = 1, max_items = 50, inline, value_type = Vec<Origin>)]
     allowed_origins: Vec<String>,
 }
 

@@ -50,6 +50,10 @@ use crate::runtime::FieldError;
 use crate::store::StoreError;
 use crate::tenancy::{Principal, Scope, Tenancy};
 
+/// The largest offset (`skip`, `offset`) a listing takes: the document's
+/// `int32` bound.
+pub const MAX_OFFSET: usize = i32::MAX as usize;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -637,10 +641,43 @@ impl From<PathRejection> for ApiError {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-/// `axum::Json` with errors in the API's shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body, read into `T`, with errors in the API's shape: a
+/// body that is not an object is refused whatever `T` is (serde would read
+/// a struct from an array of its fields), and a field that does not fit is
+/// named by its path.
 pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::invalid(
+                "the body must be a JSON object; see /openapi.json for this endpoint's fields",
+            ));
+        }
+        parse(value).map(ApiJson)
+    }
+}
+
+/// Reads a JSON value into `T`, naming the path of a field that does not fit.
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    body: serde_json::Value,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            ApiError::invalid(format!("the body does not fit this endpoint: {inner}"))
+        } else {
+            ApiError::invalid(format!(
+                "the body does not fit this endpoint: {path}: {inner}"
+            ))
+        }
+    })
+}
 
 /// `axum::extract::Query` with errors in the API's shape.
 #[derive(FromRequestParts)]

@@ -9,7 +9,6 @@
 //! that run.
 
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::schema::{OneOfBuilder, Schema};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
@@ -57,8 +56,7 @@ const ANY: &[(&str, &str)] = &[
     ),
 ];
 
-/// Adds the shared answers to every operation, and documents that a plugin
-/// upload may also be sent as `application/octet-stream`.
+/// Adds the shared answers to every operation.
 pub(super) fn complete(openapi: &mut OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         let operations = [
@@ -93,9 +91,7 @@ pub(super) fn complete(openapi: &mut OpenApi) {
             }
             add_errors(operation, ANY);
             non_empty_path_parameters(operation);
-            if let Some(body) = &mut operation.request_body {
-                also_octet_stream(body);
-            }
+            idempotency_key_form(operation);
         }
     }
 }
@@ -159,19 +155,22 @@ fn non_empty_path_parameters(operation: &mut Operation) {
     }
 }
 
+/// An `Idempotency-Key` is 1 to 255 visible ASCII characters
+/// (`KeyedRequest::new` refuses anything else).
+fn idempotency_key_form(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if parameter.parameter_in == ParameterIn::Header
+            && parameter.name.eq_ignore_ascii_case("Idempotency-Key")
+            && let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema
+        {
+            schema.pattern = Some("^[!-~]{1,255}$".into());
+        }
+    }
+}
+
 fn takes_idempotency_key(operation: &Operation) -> bool {
     operation.parameters.iter().flatten().any(|parameter| {
         parameter.parameter_in == ParameterIn::Header
             && parameter.name.eq_ignore_ascii_case("Idempotency-Key")
     })
-}
-
-/// The upload handler takes the component's bytes whatever the declared
-/// content type; `application/octet-stream` is what generic clients send.
-fn also_octet_stream(body: &mut RequestBody) {
-    if let Some(wasm) = body.content.get("application/wasm").cloned() {
-        body.content
-            .entry("application/octet-stream".to_string())
-            .or_insert(wasm);
-    }
 }

@@ -39,12 +39,29 @@ pub struct ActionTypeList {
     items: Vec<ActionTypeEntry>,
 }
 
+/// A WebAssembly component's bytes: the body of an upload.
+pub struct ComponentBytes;
+
+impl utoipa::PartialSchema for ComponentBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ComponentBytes {}
+
 /// Query of an upload.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The SHA-256 (hex) the component must have; the upload is refused
     /// otherwise. Also accepted as the `x-expected-sha256` header.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
     sha256: Option<String>,
 }
 
@@ -106,12 +123,14 @@ pub async fn plugins_list(
 /// the configured component size. It is compiled and checked off the
 /// request path of other requests, stored in the data dir, and serves its
 /// action types as soon as this answers (if it is their newest version).
+/// The body is read as the component whatever its content type
+/// (`application/wasm` is as good as `application/octet-stream`).
 #[utoipa::path(
     post,
     path = "/v1/plugins",
     tag = "plugins",
     params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content = ComponentBytes, content_type = "application/octet-stream"),
     responses(
         (status = 201, body = PluginInfo, description = "installed"),
         (status = 200, body = PluginInfo, description = "the same component was already installed"),

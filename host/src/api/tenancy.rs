@@ -86,11 +86,12 @@ pub struct NewApiKey {
     #[serde(default)]
     name: Option<String>,
     /// Scopes; each must be one the calling key holds.
-    #[schema(value_type = Vec<String>)]
+    #[schema(min_items = 1)]
     scopes: Vec<Scope>,
     /// The user the key acts for, in the caller's tenant (created if new);
     /// default: the caller's user.
     #[serde(default)]
+    #[schema(pattern = "^[^@ \t\r\n]+@[^@ \t\r\n]+$", max_length = 320)]
     user_email: Option<String>,
 }
 
@@ -129,7 +130,7 @@ pub async fn api_keys_create(
     }
     let user = match &input.user_email {
         Some(email) => {
-            if !email.contains('@') || email.len() > 320 {
+            if !plausible_email(email) {
                 return Err(ApiError::invalid(format!(
                     "user_email {email:?} is not an e-mail address"
                 )));
@@ -218,8 +219,10 @@ pub async fn api_keys_revoke(
 #[schema(example = json!({"name": "acme", "admin_email": "ops@acme.example"}))]
 pub struct NewTenant {
     /// Its name.
+    #[schema(pattern = r"\S")]
     name: String,
     /// Its first user, who gets an admin key.
+    #[schema(pattern = "^[^@ \t\r\n]+@[^@ \t\r\n]+$", max_length = 320)]
     admin_email: String,
 }
 
@@ -252,7 +255,7 @@ pub async fn tenants_create(
     if input.name.trim().is_empty() {
         return Err(ApiError::invalid("name must not be empty"));
     }
-    if !input.admin_email.contains('@') {
+    if !plausible_email(&input.admin_email) {
         return Err(ApiError::invalid(format!(
             "admin_email {:?} is not an e-mail address",
             input.admin_email
@@ -275,4 +278,14 @@ pub async fn tenants_create(
             key: key.secret,
         }),
     ))
+}
+
+/// What the document promises of a user's address: one `@` between two
+/// non-empty parts without spaces, tabs or line breaks, at most 320 bytes.
+fn plausible_email(email: &str) -> bool {
+    email.len() <= 320
+        && !email.contains([' ', '\t', '\r', '\n'])
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
 }

@@ -4,8 +4,9 @@
 //! A property is a name (letters, digits, `_`, `-`, `.`; at most
 //! [`MAX_NAME_CHARS`]) and a string, number or boolean. A contact or an
 //! event holds at most [`MAX_PROPERTIES`] of them, and a string value at
-//! most [`MAX_VALUE_BYTES`]: enough for any CRM field, and a bound on what
-//! one write can make the store keep.
+//! most [`MAX_VALUE_CHARS`]: enough for any CRM field, and a bound on what
+//! one write can make the store keep. `api/contacts.rs` states the same rule
+//! as a JSON Schema, for `/openapi.json`.
 
 use serde_json::{Map, Value};
 
@@ -15,8 +16,8 @@ use crate::runtime::FieldError;
 pub const MAX_PROPERTIES: usize = 256;
 /// The longest property name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
-/// The largest string value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// The longest string value, in characters.
+pub const MAX_VALUE_CHARS: usize = 16 * 1024;
 
 /// Whether `name` may name a property.
 pub fn valid_name(name: &str) -> bool {
@@ -65,13 +66,15 @@ pub fn check(
             continue;
         }
         match value {
-            Value::String(text) if text.len() > MAX_VALUE_BYTES => errors.push(FieldError::new(
-                &at,
-                &format!(
-                    "is {} bytes long; a property value holds at most {MAX_VALUE_BYTES}",
-                    text.len()
-                ),
-            )),
+            Value::String(text) if text.chars().count() > MAX_VALUE_CHARS => {
+                errors.push(FieldError::new(
+                    &at,
+                    &format!(
+                        "is {} characters long; a property value holds at most {MAX_VALUE_CHARS}",
+                        text.chars().count()
+                    ),
+                ));
+            }
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
             Value::Null if removals => {}
             Value::Null => errors.push(FieldError::new(
@@ -193,9 +196,9 @@ mod tests {
             ]
         );
         assert!(check(&json!({"gone": null}), "/properties", true).is_ok());
-        let big = "x".repeat(MAX_VALUE_BYTES + 1);
+        let big = "x".repeat(MAX_VALUE_CHARS + 1);
         let errors = check(&json!({ "bio": big }), "/properties", false).expect_err("too big");
-        assert!(errors[0].message.contains("bytes long"), "{errors:?}");
+        assert!(errors[0].message.contains("characters long"), "{errors:?}");
         let many: Map<String, Value> = (0..=MAX_PROPERTIES)
             .map(|i| (format!("p{i}"), json!(i)))
             .collect();

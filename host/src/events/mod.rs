@@ -343,7 +343,7 @@ pub fn parse_event(value: &Value, at: &str, subjects: bool) -> Result<NewEvent, 
     let now_ms = epoch_ms(SystemTime::now());
     let occurred_ms = match text("occurred_at", &mut errors) {
         None => now_ms,
-        Some(time) => match humantime::parse_rfc3339_weak(&time).map(epoch_ms) {
+        Some(time) => match crate::actions::parse_time(&time).map(epoch_ms) {
             Ok(ms) if ms <= now_ms + MAX_CLOCK_SKEW.as_millis() as u64 => ms,
             Ok(_) => {
                 errors.push(FieldError::new(

@@ -337,17 +337,8 @@ fn check_origins(origins: &[String]) -> Result<Vec<String>, EventError> {
     let mut normalised = Vec::with_capacity(origins.len());
     let mut errors = Vec::new();
     for (index, origin) in origins.iter().enumerate() {
-        let parsed = url::Url::parse(origin).ok().filter(|url| {
-            matches!(url.scheme(), "http" | "https")
-                && url.host().is_some()
-                && url.path() == "/"
-                && url.query().is_none()
-                && url.fragment().is_none()
-                && url.username().is_empty()
-                && !origin.trim_end_matches('/').ends_with(':')
-        });
-        match parsed {
-            Some(url) => normalised.push(url.origin().ascii_serialization()),
+        match origin_form(origin).then(|| serialise_origin(origin)) {
+            Some(origin) => normalised.push(origin),
             None => errors.push(FieldError::new(
                 &format!("/allowed_origins/{index}"),
                 &format!(
@@ -366,6 +357,48 @@ fn check_origins(origins: &[String]) -> Result<Vec<String>, EventError> {
     }
 }
 
+/// An origin as browsers send it in `Origin`: lower case, no default port,
+/// no trailing `/`. `origin` is in [`origin_form`].
+fn serialise_origin(origin: &str) -> String {
+    let lower = origin.trim_end_matches('/').to_ascii_lowercase();
+    let default_port = if lower.starts_with("https://") {
+        ":443"
+    } else {
+        ":80"
+    };
+    lower
+        .strip_suffix(default_port)
+        .map_or(lower.clone(), str::to_owned)
+}
+
+/// `http` or `https`, `://`, host labels of letters, digits and `-`
+/// separated by dots, an optional port from 1 to 65535, an optional `/`:
+/// the pattern `/openapi.json` states for an origin.
+fn origin_form(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let host_ok = host.split('.').all(|label| {
+        !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    let port_ok = port.is_none_or(|port| {
+        !port.is_empty()
+            && !port.starts_with('0')
+            && port.len() <= 5
+            && port.chars().all(|c| c.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+    });
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_origins;
@@ -376,6 +409,7 @@ mod tests {
             "https://www.example.com".into(),
             "http://127.0.0.1:8000/".into(),
             "https://www.example.com:443".into(),
+            "https://WWW.Example.com/".into(),
         ])
         .expect("valid");
         assert_eq!(ok, ["http://127.0.0.1:8000", "https://www.example.com"]);
@@ -385,6 +419,9 @@ mod tests {
             "ftp://example.com",
             "https://example.com?x=1",
             "*",
+            "https://example.com*",
+            "http://example.com:77854",
+            "http://example.com:0",
         ] {
             assert!(check_origins(&[bad.into()]).is_err(), "{bad}");
         }

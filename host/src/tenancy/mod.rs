@@ -18,7 +18,19 @@ use sha2::{Digest, Sha256};
 use crate::store::{IndexEntry, Record, Records, StoreError};
 
 /// A permission a key carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Scope {
     /// Read actions and executions.
     #[serde(rename = "actions:read")]
