@@ -44,7 +44,7 @@ impl Results {
             .map(|f| f.median)
     }
 
-    fn ratio(&mut self, id: &str, name: &str, numerator: &str, denominator: &str) {
+    pub(crate) fn ratio(&mut self, id: &str, name: &str, numerator: &str, denominator: &str) {
         if let (Some(a), Some(b)) = (self.get(numerator), self.get(denominator)) {
             let figure = Figure::single(id, name, "×", a / b)
                 .with_note(format!("{numerator} ÷ {denominator}"));
@@ -55,14 +55,14 @@ impl Results {
 }
 
 /// How long each kind of measurement runs.
-struct Budget {
-    inprocess: Duration,
-    wrk: Duration,
-    wrk_runs: usize,
-    start_runs: usize,
-    drain: usize,
-    due: usize,
-    soak: Duration,
+pub(crate) struct Budget {
+    pub(crate) inprocess: Duration,
+    pub(crate) wrk: Duration,
+    pub(crate) wrk_runs: usize,
+    pub(crate) start_runs: usize,
+    pub(crate) drain: usize,
+    pub(crate) due: usize,
+    pub(crate) soak: Duration,
 }
 
 impl Budget {
@@ -190,6 +190,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
     if settings.wants("hostile") {
         println!("== hostile plugins beside steady traffic");
         crate::hostile::run(settings, budget.wrk, budget.wrk_runs, &mut results)?;
+    }
+    if settings.wants("contacts") {
+        println!("== contacts and events");
+        crate::contacts::run(settings, &budget, &mut results)?;
     }
     if settings.wants("startup") {
         println!("== start-up and hot swap");
@@ -971,6 +975,22 @@ fn targets(results: &mut Results) {
             format!("{v:.0} lost"),
             v,
             0.0,
+        ));
+    }
+    if let Some(v) = get("events.batch100.c8") {
+        targets.push(Target::at_least(
+            "events acknowledged ≥ 20,000/s in batches of 100 at 8 clients",
+            format!("{v:.0}/s"),
+            v,
+            20_000.0,
+        ));
+    }
+    if let Some(v) = get("events.single.c64") {
+        targets.push(Target::at_least(
+            "single events acknowledged ≥ 3,000/s at 64 clients",
+            format!("{v:.0}/s"),
+            v,
+            3_000.0,
         ));
     }
     if let Some(v) = get("ratio.scheduler.drain_vs_execute") {

@@ -339,14 +339,7 @@ pub(super) async fn check_params(
         .map(|f| FieldError::new(&format!("{prefix}{}", f.path), &f.message))
         .collect();
     Err(ActionError::Invalid {
-        message: format!(
-            "invalid params: {}",
-            fields
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+        message: format!("invalid params: {}", FieldError::summary(&fields)),
         fields,
     })
 }

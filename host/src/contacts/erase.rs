@@ -137,28 +137,15 @@ impl Contacts {
     }
 
     async fn erase_notes(&self, tenant_id: &str, contact_id: &str) -> Result<usize, ContactError> {
-        let prefix = format!("{tenant_id}\0{contact_id}\0");
-        let mut removed = 0;
-        loop {
-            let ids: Vec<String> = self
-                .records()
-                .index_range("notes_by_contact", &prefix, None, None, false, 0, BATCH)?
-                .into_iter()
-                .map(|(_, id)| id)
-                .collect();
-            if ids.is_empty() {
-                return Ok(removed);
-            }
-            removed += ids.len();
-            self.records()
-                .commit(move |tx| {
-                    for id in &ids {
-                        tx.remove::<Note>(id)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-        }
+        Ok(self
+            .records()
+            .remove_listed::<Note>(
+                "notes_by_contact",
+                &format!("{tenant_id}\0{contact_id}\0"),
+                None,
+                BATCH,
+            )
+            .await?)
     }
 }
 

@@ -213,14 +213,7 @@ impl ContactError {
     /// An `Invalid` naming `fields`.
     pub fn fields(fields: Vec<FieldError>) -> Self {
         Self::Invalid {
-            message: format!(
-                "invalid contact: {}",
-                fields
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+            message: format!("invalid contact: {}", FieldError::summary(&fields)),
             fields,
         }
     }

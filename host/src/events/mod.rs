@@ -234,14 +234,7 @@ impl EventError {
     /// An `Invalid` naming `fields`.
     pub fn fields(fields: Vec<FieldError>) -> Self {
         Self::Invalid {
-            message: format!(
-                "invalid events: {}",
-                fields
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+            message: format!("invalid events: {}", FieldError::summary(&fields)),
             fields,
         }
     }
@@ -674,36 +667,15 @@ impl Events {
         tenant_id: &str,
         contact_id: &str,
     ) -> Result<(usize, usize), StoreError> {
-        let prefix = format!("{tenant_id}\0{contact_id}\0");
-        let mut events = 0;
-        loop {
-            let ids: Vec<String> = self
-                .records
-                .index_range(
-                    "events_by_contact",
-                    &prefix,
-                    None,
-                    None,
-                    false,
-                    0,
-                    REMOVE_BATCH,
-                )?
-                .into_iter()
-                .map(|(_, id)| id)
-                .collect();
-            if ids.is_empty() {
-                break;
-            }
-            events += ids.len();
-            self.records
-                .commit(move |tx| {
-                    for id in &ids {
-                        tx.remove::<Event>(id)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-        }
+        let events = self
+            .records
+            .remove_listed::<Event>(
+                "events_by_contact",
+                &format!("{tenant_id}\0{contact_id}\0"),
+                None,
+                REMOVE_BATCH,
+            )
+            .await?;
         let links = self.records.ids_by(
             "anonymous_by_contact",
             &format!("{tenant_id}\0{contact_id}"),
@@ -716,10 +688,12 @@ impl Events {
         for id in &links {
             if let Some(link) = self.records.get::<AnonymousLink>(id)? {
                 unlinked_events += self
-                    .remove_range(
+                    .records
+                    .remove_listed::<Event>(
                         "events_by_anonymous",
                         &format!("{tenant_id}\0{}\0", link.anonymous_id),
                         None,
+                        REMOVE_BATCH,
                     )
                     .await?;
             }
@@ -735,42 +709,15 @@ impl Events {
         Ok((events + unlinked_events, anonymous))
     }
 
-    /// Removes the events an index holds under `prefix` (below `upper`),
-    /// in bounded writes; returns how many.
-    async fn remove_range(
-        &self,
-        index: &'static str,
-        prefix: &str,
-        upper: Option<&str>,
-    ) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        loop {
-            let ids: Vec<String> = self
-                .records
-                .index_range(index, prefix, None, upper, false, 0, REMOVE_BATCH)?
-                .into_iter()
-                .map(|(_, id)| id)
-                .collect();
-            if ids.is_empty() {
-                return Ok(removed);
-            }
-            removed += ids.len();
-            self.records
-                .commit(move |tx| {
-                    for id in &ids {
-                        tx.remove::<Event>(id)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-            // The sweep shares the store with serving: let requests in.
-            tokio::task::yield_now().await;
-        }
-    }
-
     /// Removes every event that occurred before `cutoff_ms`; returns how many.
     pub async fn sweep(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        self.remove_range("events_by_time", "", Some(&format!("{cutoff_ms:013}")))
+        self.records
+            .remove_listed::<Event>(
+                "events_by_time",
+                "",
+                Some(&format!("{cutoff_ms:013}")),
+                REMOVE_BATCH,
+            )
             .await
     }
 

@@ -246,7 +246,7 @@ pub enum PipelineError {
     #[error("{0}")]
     Unavailable(String),
     /// Params failed the schema or `validate`.
-    #[error("invalid params: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("invalid params: {}", FieldError::summary(.0))]
     InvalidParams(Vec<FieldError>),
     /// The plugin faulted inside `validate`.
     #[error("the plugin failed while validating: {0}")]

@@ -104,14 +104,7 @@ pub enum IdentityError {
 
 fn invalid(fields: Vec<FieldError>) -> IdentityError {
     IdentityError::Invalid {
-        message: format!(
-            "invalid identity: {}",
-            fields
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
+        message: format!("invalid identity: {}", FieldError::summary(&fields)),
         fields,
     }
 }

@@ -236,6 +236,17 @@ impl FieldError {
     }
 }
 
+impl FieldError {
+    /// Every error of `fields` in one line: `/a: why; /b: why`.
+    pub fn summary(fields: &[FieldError]) -> String {
+        fields
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {

@@ -381,6 +381,39 @@ impl Records {
         self.store.count_range(Tree::Indexes, &start, &end)
     }
 
+    /// Removes the records of type `R` that a multi index lists under
+    /// `prefix` (below `upper`), in durable writes of at most `batch`, so a
+    /// long removal never holds the store for long; returns how many.
+    pub async fn remove_listed<R: Record + 'static>(
+        &self,
+        index: &'static str,
+        prefix: &str,
+        upper: Option<&str>,
+        batch: usize,
+    ) -> Result<usize> {
+        let mut removed = 0;
+        loop {
+            let ids: Vec<String> = self
+                .index_range(index, prefix, None, upper, false, 0, batch)?
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+            if ids.is_empty() {
+                return Ok(removed);
+            }
+            removed += ids.len();
+            self.commit(move |tx| {
+                for id in &ids {
+                    tx.remove::<R>(id)?;
+                }
+                Ok(())
+            })
+            .await?;
+            // Serving shares the store: let waiting requests in.
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Runs `body` as one atomic transaction over any records. `body` may run
     /// more than once on a conflict, so it must not have side effects outside
     /// the transaction. A domain-level refusal is best returned as
