@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod agents;
 pub mod api;
 pub mod cli;
 pub mod contacts;
@@ -12,6 +13,7 @@ pub mod events;
 pub mod executions;
 mod files;
 pub mod identities;
+pub mod models;
 pub mod registry;
 pub mod runtime;
 pub mod server;

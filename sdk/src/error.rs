@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "executor")]
 use crate::bindings;
 
 /// One problem with one field of an action's params.
@@ -24,6 +25,7 @@ impl FieldError {
     }
 }
 
+#[cfg(feature = "executor")]
 impl From<FieldError> for bindings::FieldError {
     fn from(error: FieldError) -> Self {
         Self {
@@ -91,6 +93,7 @@ impl fmt::Display for ExecuteError {
 
 impl std::error::Error for ExecuteError {}
 
+#[cfg(feature = "executor")]
 impl From<ExecuteError> for bindings::ExecuteError {
     fn from(error: ExecuteError) -> Self {
         match error {

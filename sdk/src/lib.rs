@@ -66,19 +66,28 @@
 
 extern crate self as actionhost_sdk;
 
+#[cfg(feature = "executor")]
 mod action;
 #[doc(hidden)]
 pub mod bindings;
+#[cfg(feature = "executor")]
 pub mod contacts;
+#[cfg(feature = "executor")]
 mod context;
 pub mod email;
 mod error;
 pub mod http;
 pub mod log;
+#[cfg(feature = "model")]
+pub mod model;
+#[cfg(feature = "executor")]
 pub mod signing;
+#[cfg(feature = "executor")]
 pub mod smtp;
 
+#[cfg(feature = "executor")]
 pub use action::{Action, AuthScheme};
+#[cfg(feature = "executor")]
 pub use context::{Account, Context};
 pub use error::{ExecuteError, FieldError};
 pub use schemars::JsonSchema;
@@ -90,6 +99,7 @@ pub const WIT_VERSION: &str = "0.1.3";
 /// Implementation details of [`plugin!`]; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(feature = "executor")]
     pub use crate::action::{describe, describe_action, execute, unknown_action_type, validate};
     pub use wit_bindgen;
 }

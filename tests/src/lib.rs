@@ -8,6 +8,7 @@
 
 pub mod exec;
 pub mod faulty;
+pub mod models;
 pub mod providers;
 pub mod server;
 pub mod smtp;

@@ -227,7 +227,7 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
         .iter()
         .filter_map(|s| s.as_str().map(str::to_owned))
         .collect();
-    assert!(every_scope.len() >= 19, "{every_scope:?}");
+    assert!(every_scope.len() >= 21, "{every_scope:?}");
 
     let openapi = server.call("GET", "/openapi.json", None, None);
     assert_eq!(openapi.status, 200);
@@ -255,7 +255,10 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
             let id = objects.by_path.get(template.as_str()).cloned();
             let path = template
                 .replace("{id}", id.as_deref().unwrap_or("missing"))
-                .replace("{action}", "crm_sync");
+                .replace("{action}", "crm_sync")
+                .replace("{actionIndex}", "0")
+                .replace("{runId}", "run_missing")
+                .replace("{contactId}", "ct_missing");
             let method = method.to_uppercase();
             let body = (method == "POST" || method == "PATCH").then(|| json!({}));
             let label = format!("{method} {template}");
@@ -339,10 +342,8 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
     let unused: Vec<&String> = every_scope
         .iter()
         // tenants:write guards POST /v1/tenants, which only the bootstrap
-        // key reaches; agents:* have no routes until the agents land.
-        .filter(|s| {
-            !scopes_seen.contains(*s) && s.as_str() != "tenants:write" && !s.starts_with("agents:")
-        })
+        // key reaches.
+        .filter(|s| !scopes_seen.contains(*s) && s.as_str() != "tenants:write")
         .collect();
     assert!(unused.is_empty(), "scopes no route needs: {unused:?}");
     assert!(

@@ -1,7 +1,7 @@
-//! What erasing a contact does to its actions: those that have not run are
-//! cancelled, with a history entry that says why; those that ran keep their
-//! audit record, with the contact's email removed from it (and from their
-//! execution records).
+//! What erasing a contact (or deleting an agent) does to its actions:
+//! those that have not run are cancelled, with a history entry that says
+//! why; those that ran keep their audit record (for a contact, with its
+//! email removed from it and from their execution records).
 
 use super::{Action, ActionError, ActionStatus, Actions, Actor, Result, Transition};
 use crate::contacts::erase::scrub;
@@ -29,26 +29,54 @@ impl Actions {
         let ids = self
             .records()
             .ids_by("actions_by_contact", &format!("{tenant_id}\0{contact_id}"))?;
+        let reason = format!("the contact {contact_id} was deleted; this action will not run");
+        let mut released = self
+            .cancel_listed(tenant_id, &ids, "erasure", &reason)
+            .await?;
+        if let Some(email) = email {
+            for id in &ids {
+                if self.scrub(id, email).await? {
+                    released.scrubbed += 1;
+                }
+            }
+        }
+        Ok(released)
+    }
+
+    /// Cancels the proposals of a deleted agent that have not run; returns
+    /// how many.
+    pub async fn cancel_for_agent(&self, tenant_id: &str, agent_id: &str) -> Result<usize> {
+        let ids = self
+            .records()
+            .ids_by("actions_by_agent", &format!("{tenant_id}\0{agent_id}"))?;
+        let reason = format!("the agent {agent_id} was deleted; this proposal will not run");
+        Ok(self
+            .cancel_listed(tenant_id, &ids, "agents", &reason)
+            .await?
+            .cancelled)
+    }
+
+    /// Cancels the actions of `ids` that have not run, each with `reason`
+    /// in its history; counts them, and those executing now.
+    async fn cancel_listed(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+        by: &str,
+        reason: &str,
+    ) -> Result<Released> {
         let mut released = Released::default();
-        let eraser = Actor::System {
-            name: "erasure".into(),
-        };
+        let actor = Actor::System { name: by.into() };
         for id in ids {
-            let Some(action) = self.records().get::<Action>(&id)? else {
+            let Some(action) = self.records().get::<Action>(id)? else {
                 continue;
             };
             match action.status {
                 ActionStatus::PendingApproval | ActionStatus::Scheduled => {
-                    let (actor, contact) = (eraser.clone(), contact_id.to_owned());
+                    let (actor, reason) = (actor.clone(), reason.to_owned());
                     match self
-                        .change(tenant_id, &id, move |action| {
-                            action.apply(
-                                Transition::Cancel,
-                                &actor,
-                                Some(format!(
-                                    "the contact {contact} was deleted; this action will not run"
-                                )),
-                            )?;
+                        .change(tenant_id, id, move |action| {
+                            action.apply(Transition::Cancel, &actor, Some(reason.clone()))?;
                             Ok(())
                         })
                         .await
@@ -61,11 +89,6 @@ impl Actions {
                 }
                 ActionStatus::Executing => released.running += 1,
                 _ => {}
-            }
-            if let Some(email) = email
-                && self.scrub(&id, email).await?
-            {
-                released.scrubbed += 1;
             }
         }
         Ok(released)

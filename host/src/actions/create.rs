@@ -90,74 +90,19 @@ impl Actions {
         .await?;
         self.check_identity(tenant_id, &new.identity_id, info, &manifest.name)?;
 
-        let (require_approval, approval_required_by) =
-            match (new.require_approval, info.requires_approval) {
-                (_, true) => (true, Some("plugin".to_owned())),
-                (true, false) => (true, Some("request".to_owned())),
-                (false, false) => (false, None),
-            };
-        let status = if require_approval {
-            ActionStatus::PendingApproval
-        } else {
-            ActionStatus::Scheduled
-        };
-        let hash = params_hash(&new.params);
-        let at = now();
-        let mut action = Action {
-            id: new_action_id(),
-            tenant_id: tenant_id.to_owned(),
-            action_type: new.action_type.clone(),
-            revision: 1,
-            params_hash: hash,
-            revisions: Vec::new(),
-            identity_id: new.identity_id,
-            contact_id: contact.as_ref().map(|c| c.id.clone()),
-            version: new.version,
-            direct: new.direct,
-            scheduled_time: scheduled_ms.map(rfc3339_ms),
-            list_id: new.list_id,
-            item_id: new.item_id,
-            description: new.description,
-            require_approval,
-            approval_required_by,
-            approved_hash: None,
-            status,
-            due_ms: None,
-            due_at: None,
-            attempts: 0,
-            max_attempts: self.inner.config.max_attempts,
-            output: None,
-            last_error: None,
-            executions: Vec::new(),
-            history: vec![HistoryEntry {
-                at: at.clone(),
-                transition: "create".into(),
-                from: None,
-                to: status,
-                actor: actor.clone(),
-                comment: None,
-                revision: 1,
-                execution_id: None,
-                error: None,
-            }],
-            summary: String::new(),
-            idempotency_key: key.map(|k| k.key.clone()),
-            created_by: actor.clone(),
-            created_at: at.clone(),
-            updated_at: at,
-            params: new.params,
-        };
-        if status == ActionStatus::Scheduled {
-            action.set_due(if new.direct {
-                now_ms
-            } else {
-                scheduled_ms.map_or(now_ms, |t| t.max(now_ms))
-            });
-        }
-        action.summary = summary(&action, &info.title, contact.as_ref());
-        let run_now = new.direct
-            && status == ActionStatus::Scheduled
-            && scheduled_ms.is_none_or(|t| t <= now_ms);
+        let direct = new.direct;
+        let action = self.record(
+            tenant_id,
+            actor,
+            new,
+            info,
+            contact.as_ref(),
+            scheduled_ms,
+            key.map(|k| k.key.clone()),
+        );
+        let status = action.status;
+        let run_now =
+            direct && status == ActionStatus::Scheduled && scheduled_ms.is_none_or(|t| t <= now_ms);
         let first_response = StoredResponse {
             status: 200,
             body: created_body(&action),
@@ -258,6 +203,116 @@ impl Actions {
 }
 
 impl Actions {
+    /// The record of a new action, checked already: its status by the
+    /// approval rule, its due time, its summary.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        tenant_id: &str,
+        actor: &Actor,
+        new: NewAction,
+        info: &ActionTypeInfo,
+        contact: Option<&Contact>,
+        scheduled_ms: Option<u64>,
+        idempotency_key: Option<String>,
+    ) -> Action {
+        let now_ms = epoch_ms(SystemTime::now());
+        let (require_approval, approval_required_by) =
+            match (new.require_approval, info.requires_approval) {
+                (_, true) => (true, Some("plugin".to_owned())),
+                (true, false) => (true, Some("request".to_owned())),
+                (false, false) => (false, None),
+            };
+        let status = if require_approval {
+            ActionStatus::PendingApproval
+        } else {
+            ActionStatus::Scheduled
+        };
+        let hash = params_hash(&new.params);
+        let at = now();
+        let mut action = Action {
+            id: new_action_id(),
+            tenant_id: tenant_id.to_owned(),
+            action_type: new.action_type.clone(),
+            revision: 1,
+            params_hash: hash,
+            revisions: Vec::new(),
+            identity_id: new.identity_id,
+            contact_id: contact.map(|c| c.id.clone()),
+            agent_id: None,
+            run_id: None,
+            action_index: None,
+            version: new.version,
+            direct: new.direct,
+            scheduled_time: scheduled_ms.map(rfc3339_ms),
+            list_id: new.list_id,
+            item_id: new.item_id,
+            description: new.description,
+            require_approval,
+            approval_required_by,
+            approved_hash: None,
+            status,
+            due_ms: None,
+            due_at: None,
+            attempts: 0,
+            max_attempts: self.inner.config.max_attempts,
+            output: None,
+            last_error: None,
+            executions: Vec::new(),
+            history: vec![HistoryEntry {
+                at: at.clone(),
+                transition: "create".into(),
+                from: None,
+                to: status,
+                actor: actor.clone(),
+                comment: None,
+                revision: 1,
+                execution_id: None,
+                error: None,
+            }],
+            summary: String::new(),
+            idempotency_key,
+            created_by: actor.clone(),
+            created_at: at.clone(),
+            updated_at: at,
+            params: new.params,
+        };
+        if status == ActionStatus::Scheduled {
+            action.set_due(if new.direct {
+                now_ms
+            } else {
+                scheduled_ms.map_or(now_ms, |t| t.max(now_ms))
+            });
+        }
+        action.summary = summary(&action, &info.title, contact);
+        action
+    }
+
+    /// An action an agent proposes for `contact`, its params checked
+    /// already: pending approval, or scheduled now when the agent
+    /// auto-approves it (`require_approval: false`) and the plugin allows
+    /// it. Not stored: the caller writes it with the contact's result.
+    pub(crate) fn proposed(
+        &self,
+        tenant_id: &str,
+        actor: &Actor,
+        new: NewAction,
+        info: &ActionTypeInfo,
+        contact: &Contact,
+        (agent_id, run_id, index): (&str, &str, u32),
+    ) -> Action {
+        let mut action = self.record(tenant_id, actor, new, info, Some(contact), None, None);
+        action.agent_id = Some(agent_id.to_owned());
+        action.run_id = Some(run_id.to_owned());
+        action.action_index = Some(index);
+        action
+    }
+
+    /// Wakes the scheduler: actions became due outside this module.
+    pub(crate) fn notify_scheduled(&self) {
+        self.wake();
+    }
+
     /// An `identity_id` that names an identity must have an account for
     /// the type's capability (unless the type needs none). Any other value
     /// keeps its older meaning (an account or entity id), resolved at run.

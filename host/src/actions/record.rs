@@ -155,6 +155,15 @@ pub struct Action {
     /// `contact_id`).
     #[serde(default)]
     pub contact_id: Option<String>,
+    /// The agent that proposed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// The agent run that proposed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Its place among the proposals for its contact in that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_index: Option<u32>,
     /// A plugin version to run (default: the loaded one).
     pub version: Option<String>,
     /// Run as soon as it may.
@@ -230,6 +239,12 @@ impl Record for Action {
             entries.push(IndexEntry::multi(
                 "actions_by_contact",
                 format!("{tenant}\0{contact}"),
+            ));
+        }
+        if let Some(agent) = &self.agent_id {
+            entries.push(IndexEntry::multi(
+                "actions_by_agent",
+                format!("{tenant}\0{agent}"),
             ));
         }
         if let Some(item) = &self.item_id {

@@ -139,6 +139,7 @@ impl Actions {
             performed_by: actor.user_id().to_owned(),
             key_id: actor.key_id().to_owned(),
             session_info: None,
+            text: None,
             idempotency_key: None,
             started_at: at.clone(),
             finished_at: at,

@@ -461,7 +461,9 @@ pub struct CommentBody {
 }
 
 /// A JSON body that may be left out entirely.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    bytes: &[u8],
+) -> Result<T, ApiError> {
     // No body, or JSON `null`, is the same as `{}`.
     let text = bytes.trim_ascii();
     if text.is_empty() || text == b"null" {

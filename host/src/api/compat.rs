@@ -1,6 +1,7 @@
 //! The Composio-compatible surface: execute an action, read its schema, list apps.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,7 +11,7 @@ use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, IdempotencyKey, ne
 use crate::accounts::{InlineAuth, Lookup};
 use crate::actions::{Claim, StoredResponse};
 use crate::executions::{Admission, ExecuteCommand, ExecutionStatus};
-use crate::runtime::AuthScheme;
+use crate::runtime::{AuthScheme, FieldError};
 
 /// `ActionExecutionReqDTO`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,8 +38,10 @@ pub struct ExecuteBody {
     /// Credentials for this one execution; never stored.
     #[serde(default)]
     auth_config: Option<InlineAuth>,
-    /// A use-case description for a language model to derive `input` from;
-    /// this release has no language model configured.
+    /// A use-case description for the configured language model
+    /// (`[models] text_provider`, `text_model`) to derive `input` from, with
+    /// one forced call of a tool whose schema is the action's. The derived
+    /// input is checked before anything runs.
     #[serde(default)]
     text: Option<String>,
     /// Context for the language model (see `text`).
@@ -130,16 +133,20 @@ pub async fn actions_execute(
                 "input must be a JSON object of the action's params",
             ));
         }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid(
-                "`text` needs a language model to derive the input, and this server has none configured; send `input` with the params instead",
-            ));
+        (None, Some(text)) => {
+            derive_input(
+                &state,
+                caller.tenant(),
+                &action,
+                body.version.as_deref(),
+                text,
+                body.custom_description.as_deref(),
+                body.system_prompt.as_deref(),
+            )
+            .await?
         }
         (None, None) => serde_json::json!({}),
     };
-    // Prompts for the language model that `text` needs: accepted so that
-    // Composio clients' requests parse, and unused without `text`.
-    let _ = (&body.custom_description, &body.system_prompt);
     let session_info = match (body.session_info, body.trace_logs) {
         (info, None) => info,
         (info, Some(logs)) => {
@@ -171,6 +178,7 @@ pub async fn actions_execute(
         inline_auth: body.auth_config,
         trace: body.allow_tracing,
         session_info,
+        text: body.text,
         idempotency_key: keyed.as_ref().map(|k| k.key.clone()),
         // The client waits on the answer: at a cap, it hears so at once.
         admission: Admission::Refuse,
@@ -342,4 +350,136 @@ pub async fn apps_list(
         })
         .collect();
     Ok(axum::Json(AppList { items }))
+}
+
+/// Derives an action's params from `text` with one forced tool call on the
+/// action's own schema, and checks them: a 422 listing the errors and the
+/// derived input when they do not fit.
+async fn derive_input(
+    state: &AppState,
+    tenant_id: &str,
+    action: &str,
+    version: Option<&str>,
+    text: &str,
+    description: Option<&str>,
+    system_prompt: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    use crate::runtime::model::{CompletionRequest, Message, Tool, ToolChoice};
+    let config = state.models.config();
+    let (Some(provider), Some(model)) = (&config.text_provider, &config.text_model) else {
+        return Err(ApiError::invalid(
+            "`text` needs a language model to derive the input, and this server has none configured ([models] text_provider and text_model); send `input` with the params instead",
+        ));
+    };
+    let plugin = state
+        .pipeline
+        .registry()
+        .resolve(action, version)
+        .map_err(|err| ApiError::from(crate::executions::PipelineError::from(err)))?;
+    let info = plugin
+        .manifest()
+        .action_type(action)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("action", action))?;
+    let tool_name: String = action
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let mut parameters = info.params_schema.clone();
+    if let Some(object) = parameters.as_object_mut() {
+        object.remove("$schema");
+    }
+    let mut prompt = text.to_owned();
+    if let Some(description) = description {
+        prompt = format!("{prompt}\n\nContext: {description}");
+    }
+    let request = CompletionRequest {
+        model: model.clone(),
+        system: Some(system_prompt.map_or_else(
+            || format!("Derive the params of the action `{action}` ({}) from the user's request, and call the tool with them.", info.description),
+            str::to_owned,
+        )),
+        messages: vec![Message::user(prompt)],
+        tools: vec![Tool {
+            name: tool_name.clone(),
+            description: info.description.clone(),
+            parameters,
+        }],
+        tool_choice: ToolChoice::Tool(tool_name.clone()),
+        temperature: Some(0.0),
+        max_tokens: 1024,
+        account: None,
+    };
+    let answer = state
+        .models
+        .complete(tenant_id, provider, None, request)
+        .await
+        .map_err(|err| match err {
+            crate::models::ModelCallError::Account(err) => ApiError::from(err),
+            crate::models::ModelCallError::UnknownProvider { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{err}: the server's [models] text_provider is not loaded"),
+            ),
+            other => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                format!("the language model could not derive the input: {other}"),
+            ),
+        })?;
+    let derived = answer
+        .completion
+        .tool_calls
+        .iter()
+        .find(|call| call.name == tool_name)
+        .map(|call| match &call.arguments {
+            serde_json::Value::String(text) => serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+            other => other.clone(),
+        });
+    let Some(derived) = derived else {
+        return Err(ApiError::invalid(format!(
+            "the language model did not derive an input from `text` (it answered: {:?}); send `input` instead",
+            answer
+                .completion
+                .content
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )));
+    };
+    let fields = if derived.is_object() {
+        match plugin.check_params(action, &derived) {
+            Err(fields) => fields,
+            Ok(()) => match plugin.validate(action, &derived).await {
+                Ok(Ok(())) => Vec::new(),
+                Ok(Err(fields)) => fields,
+                Err(fault) => vec![FieldError::new(
+                    "",
+                    &format!("the plugin failed validating: {}", fault.kind),
+                )],
+            },
+        }
+    } else {
+        vec![FieldError::new(
+            "",
+            "the derived input is not a JSON object",
+        )]
+    };
+    if fields.is_empty() {
+        return Ok(derived);
+    }
+    Err(ApiError::invalid(format!(
+        "the input derived from `text` is invalid: {}; derived input: {derived}",
+        FieldError::summary(&fields)
+    ))
+    .with_fields(fields)
+    .with_derived_input(derived))
 }

@@ -43,6 +43,9 @@ pub struct ExecutionView {
     key_id: String,
     #[schema(value_type = Option<Object>)]
     session_info: Option<serde_json::Value>,
+    /// Composio's `text` the params were derived from, when they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
     /// The key the plugin was given for provider-side deduplication.
     idempotency_key: Option<String>,
     started_at: String,
@@ -77,6 +80,7 @@ impl From<ExecutionRecord> for ExecutionView {
             performed_by: record.performed_by,
             key_id: record.key_id,
             session_info: record.session_info,
+            text: record.text,
             idempotency_key: record.idempotency_key,
             started_at: record.started_at,
             finished_at: record.finished_at,

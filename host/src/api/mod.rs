@@ -16,6 +16,7 @@
 
 mod accounts;
 mod actions;
+mod agents;
 mod compat;
 mod contacts;
 mod events;
@@ -41,6 +42,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{AccountError, Accounts};
 use crate::actions::{ActionError, Actions};
+use crate::agents::Agents;
 use crate::contacts::Contacts;
 use crate::events::Events;
 use crate::events::tracker::Tracker;
@@ -73,6 +75,10 @@ pub struct AppState {
     pub tracker: Tracker,
     /// Who actions are performed as.
     pub identities: Identities,
+    /// Agents and their runs.
+    pub agents: Agents,
+    /// Language-model providers (Composio's `text`).
+    pub models: crate::models::Models,
     /// Settings the handlers need.
     pub settings: Arc<ApiSettings>,
 }
@@ -186,6 +192,20 @@ pub fn router(state: AppState) -> axum::Router {
             identities::identities_update,
             identities::identities_delete
         ))
+        .routes(routes!(agents::agents_list, agents::agents_create))
+        .routes(routes!(agents::agents_templates))
+        .routes(routes!(
+            agents::agents_get,
+            agents::agents_update,
+            agents::agents_delete
+        ))
+        .routes(routes!(agents::agents_trigger))
+        .routes(routes!(agents::agents_runs))
+        .routes(routes!(agents::agents_run_get))
+        .routes(routes!(agents::agents_run_cancel))
+        .routes(routes!(agents::agents_run_approve))
+        .routes(routes!(agents::agents_action_approve))
+        .routes(routes!(agents::agents_action_reject))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();
@@ -319,6 +339,10 @@ pub struct ErrorBody {
     /// For a `conflict` over a unique value: the object that holds it.
     #[serde(rename = "existing_id", skip_serializing_if = "Option::is_none")]
     existing_id: Option<String>,
+    /// For an execute with `text`: the input the language model derived.
+    #[serde(rename = "derived_input", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    derived_input: Option<serde_json::Value>,
 }
 
 /// An error answer.
@@ -332,9 +356,16 @@ pub struct ApiError {
     candidates: Vec<String>,
     /// Seconds for a `Retry-After` header.
     retry_after_secs: Option<u32>,
-    /// The object holding a unique value, for a conflict (boxed: an error
-    /// travels in every handler's `Result`, and this is rare).
-    existing_id: Option<Box<str>>,
+    /// What some errors add: boxed, since an error travels in every
+    /// handler's `Result` and these are rare.
+    details: Option<Box<Details>>,
+}
+
+/// The rarer parts of an [`ApiError`].
+#[derive(Debug, Default)]
+struct Details {
+    existing_id: Option<String>,
+    derived_input: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -348,7 +379,7 @@ impl ApiError {
             fields: Vec::new(),
             candidates: Vec::new(),
             retry_after_secs: None,
-            existing_id: None,
+            details: None,
         }
     }
 
@@ -360,7 +391,13 @@ impl ApiError {
 
     /// The same error, naming the object that holds a unique value.
     pub fn with_existing(mut self, id: String) -> Self {
-        self.existing_id = Some(id.into_boxed_str());
+        self.details.get_or_insert_default().existing_id = Some(id);
+        self
+    }
+
+    /// The same error, with the input a language model derived.
+    pub fn with_derived_input(mut self, input: serde_json::Value) -> Self {
+        self.details.get_or_insert_default().derived_input = Some(input);
         self
     }
 
@@ -410,7 +447,8 @@ impl IntoResponse for ApiError {
             retryable: self.retryable,
             errors: self.fields,
             candidates: self.candidates,
-            existing_id: self.existing_id.map(String::from),
+            existing_id: self.details.as_ref().and_then(|d| d.existing_id.clone()),
+            derived_input: self.details.and_then(|d| d.derived_input),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
@@ -723,6 +761,10 @@ pub mod need {
         EventsWrite,
         IdentitiesRead,
         IdentitiesWrite,
+        AgentsRead,
+        AgentsWrite,
+        AgentsTrigger,
+        AgentsApprove,
     );
 
     /// Any valid key.

@@ -40,6 +40,9 @@ pub struct ActionBrief {
     /// Its params.
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
+    /// The agent that proposed it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -54,6 +57,7 @@ impl From<Action> for ActionBrief {
             status: action.status,
             summary: action.summary,
             params: action.params,
+            agent_id: action.agent_id,
             created_at: action.created_at,
             updated_at: action.updated_at,
         }

@@ -108,6 +108,9 @@ pub struct ExecutionRecord {
     pub key_id: String,
     /// The client's `sessionInfo`, echoed.
     pub session_info: Option<serde_json::Value>,
+    /// Composio's `text` the params were derived from, when they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// The key the plugin was given for provider-side deduplication.
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -158,6 +161,8 @@ pub struct ExecuteCommand {
     pub trace: bool,
     /// Echoed back.
     pub session_info: Option<serde_json::Value>,
+    /// The `text` the params were derived from.
+    pub text: Option<String>,
     /// The stored action this runs, if any.
     pub action_id: Option<String>,
     /// 1 for the first attempt.
@@ -209,6 +214,7 @@ impl ExecuteCommand {
             inline_auth: None,
             trace: false,
             session_info: None,
+            text: None,
             action_id: None,
             attempt: 1,
             idempotency_key: None,
@@ -716,6 +722,7 @@ impl Pipeline {
             performed_by: command.performed_by,
             key_id: command.key_id,
             session_info: command.session_info,
+            text: command.text,
             idempotency_key: Some(idempotency_key),
             started_at,
             finished_at: now(),
@@ -761,6 +768,7 @@ impl Pipeline {
             performed_by: command.performed_by.clone(),
             key_id: command.key_id.clone(),
             session_info: None,
+            text: command.text.clone(),
             idempotency_key: command.idempotency_key.clone(),
             started_at: at.clone(),
             finished_at: at,

@@ -931,6 +931,35 @@ impl PluginRegistry {
         newest.into_values().cloned().collect()
     }
 
+    /// The newest active plugin serving the model `provider`, if any.
+    pub fn model(&self, provider: &str) -> Option<Plugin> {
+        self.plugins()
+            .into_iter()
+            .filter(|plugin| {
+                plugin
+                    .manifest()
+                    .model
+                    .as_ref()
+                    .is_some_and(|model| model.provider == provider)
+            })
+            .max_by(|a, b| {
+                let version = |p: &Plugin| semver::Version::parse(&p.manifest().version).ok();
+                version(a).cmp(&version(b))
+            })
+    }
+
+    /// The model providers the active plugins serve, sorted.
+    pub fn providers(&self) -> Vec<String> {
+        let mut providers: Vec<String> = self
+            .plugins()
+            .iter()
+            .filter_map(|plugin| plugin.manifest().model.as_ref().map(|m| m.provider.clone()))
+            .collect();
+        providers.sort();
+        providers.dedup();
+        providers
+    }
+
     /// Every action type with the versions providing it.
     pub fn action_type_entries(&self) -> Vec<ActionTypeEntry> {
         let snapshot = self.inner.snapshot.load();

@@ -91,6 +91,37 @@ pub mod v0_1_0 {
     pub const VERSION: &str = "0.1.0";
 }
 
+/// `actionhost:model@0.1.0`: the world of language-model provider
+/// plugins. It imports the executor's `log` (the newest's definition, as
+/// any executor plugin does) and exports `describe` and `complete`.
+pub mod model_v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/model/since_v0.1.0",
+        world: "actionhost:model/model",
+        imports: { default: tracing },
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "actionhost:executor": super::v0_1_3::actionhost::executor,
+        },
+        // For the manifest cache, which keeps `describe`'s answer on disk.
+        additional_derives: [serde::Serialize, serde::Deserialize],
+    });
+
+    /// The WIT package version these bindings were generated from.
+    pub const VERSION: &str = "0.1.0";
+}
+
+/// Whether a component is a model provider: it exports `complete`.
+pub fn is_model(component: &wasmtime::component::Component, engine: &wasmtime::Engine) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name == "complete")
+}
+
 /// The version the host implements.
 pub use v0_1_3 as latest;
 

@@ -49,6 +49,7 @@ mod cache;
 mod credentials;
 mod engine;
 mod log;
+pub mod model;
 mod outbound;
 mod plugin;
 pub use plugin::{ComponentSource, sha256_hex};

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{WitVersion, latest, v0_1_0, v0_1_1};
+use super::bindings::{WitVersion, is_model, latest, model_v0_1_0, v0_1_0, v0_1_1};
 use super::cache::CacheOutcome;
 use super::credentials::{Credentials, Grant};
 use super::engine::EPOCH_TICK;
 use super::log::ExecutionLog;
+use super::model::{Completion, CompletionRequest, ModelError, ModelInfo};
 use super::outbound::{OutboundPolicy, Responder};
 use super::pool::{ReusePool, ReuseStats, Warm};
 use super::state::HostState;
@@ -68,6 +69,8 @@ enum Pre {
     V0_1_1(v0_1_1::ExecutorPre<HostState>),
     /// 0.1.2 and 0.1.3: the same exports, served by the newest bindings.
     Current(latest::ExecutorPre<HostState>),
+    /// A language-model provider (`actionhost:model@0.1.0`).
+    Model(model_v0_1_0::ModelPre<HostState>),
 }
 
 /// Why a component could not be loaded.
@@ -255,6 +258,8 @@ pub struct Execution {
 
 enum Call {
     Describe,
+    DescribeModel,
+    Complete(model_v0_1_0::actionhost::model::types::CompletionRequest),
     ReusePolicy,
     Validate { action_type: String, params: String },
     Execute(wit::ExecuteRequest),
@@ -262,6 +267,13 @@ enum Call {
 
 enum Reply {
     Describe(wit::Manifest),
+    DescribeModel(model_v0_1_0::actionhost::model::types::ProviderInfo),
+    Complete(
+        Result<
+            model_v0_1_0::actionhost::model::types::Completion,
+            model_v0_1_0::actionhost::model::types::ModelError,
+        >,
+    ),
     ReusePolicy(Option<wit::ReusePolicy>),
     Validate(Result<(), Vec<wit::FieldError>>),
     Execute(Result<String, wit::ExecuteError>),
@@ -337,20 +349,36 @@ pub(super) async fn load(
         .cache
         .load(&runtime.engine, &component, &sha256)
         .await?;
-    let wit_version = WitVersion::of(&component, &runtime.engine)
-        .map_err(|found| LoadError::WitVersion { found })?
-        .unwrap_or(WitVersion::V0_1_3);
+    let model = is_model(&component, &runtime.engine);
+    let wit_version = if model {
+        None
+    } else {
+        Some(
+            WitVersion::of(&component, &runtime.engine)
+                .map_err(|found| LoadError::WitVersion { found })?
+                .unwrap_or(WitVersion::V0_1_3),
+        )
+    };
     let instance_pre = runtime
         .linker
         .instantiate_pre(&component)
         .map_err(|err| LoadError::Link(format!("{err:#}")))?;
     let link = |err: wasmtime::Error| LoadError::Link(format!("{err:#}"));
     let pre = match wit_version {
-        WitVersion::V0_1_0 => Pre::V0_1_0(v0_1_0::ExecutorPre::new(instance_pre).map_err(link)?),
-        WitVersion::V0_1_1 => Pre::V0_1_1(v0_1_1::ExecutorPre::new(instance_pre).map_err(link)?),
-        WitVersion::V0_1_2 | WitVersion::V0_1_3 => {
+        None => Pre::Model(model_v0_1_0::ModelPre::new(instance_pre).map_err(link)?),
+        Some(WitVersion::V0_1_0) => {
+            Pre::V0_1_0(v0_1_0::ExecutorPre::new(instance_pre).map_err(link)?)
+        }
+        Some(WitVersion::V0_1_1) => {
+            Pre::V0_1_1(v0_1_1::ExecutorPre::new(instance_pre).map_err(link)?)
+        }
+        Some(WitVersion::V0_1_2 | WitVersion::V0_1_3) => {
             Pre::Current(latest::ExecutorPre::new(instance_pre).map_err(link)?)
         }
+    };
+    let wit_version = match wit_version {
+        Some(version) => version.as_str().to_owned(),
+        None => format!("model {}", model_v0_1_0::VERSION),
     };
 
     // `describe` runs before the plugin's name is known: under the limits
@@ -397,7 +425,8 @@ pub(super) async fn load(
             described
         }
     };
-    let mut manifest = check_manifest(described.manifest, wit_version.as_str())?;
+    let mut manifest = check_manifest(described.manifest, &wit_version, described.model.is_some())?;
+    manifest.model = described.model;
     let limits = clamp(
         options
             .limits
@@ -451,6 +480,9 @@ pub(super) async fn load(
 struct Described {
     manifest: wit::Manifest,
     reuse: Option<wit::ReusePolicy>,
+    /// For a model provider: which one.
+    #[serde(default)]
+    model: Option<ModelInfo>,
 }
 
 /// Runs `describe` (and `reuse-policy`, for WIT 0.1.2) in a fresh instance.
@@ -459,6 +491,9 @@ async fn describe(
     pre: &Pre,
     limits: &Limits,
 ) -> Result<Described, LoadError> {
+    if matches!(pre, Pre::Model(_)) {
+        return describe_model(runtime, pre, limits).await;
+    }
     let (reply, log) = run_isolated(runtime, pre, limits, Call::Describe).await;
     let manifest = match reply {
         Ok(Reply::Describe(manifest)) => manifest,
@@ -475,7 +510,60 @@ async fn describe(
     } else {
         None
     };
-    Ok(Described { manifest, reuse })
+    Ok(Described {
+        manifest,
+        reuse,
+        model: None,
+    })
+}
+
+/// `describe` of a model provider, as a manifest without action types and
+/// the provider it serves.
+async fn describe_model(
+    runtime: &Arc<RuntimeInner>,
+    pre: &Pre,
+    limits: &Limits,
+) -> Result<Described, LoadError> {
+    let (reply, log) = run_isolated(runtime, pre, limits, Call::DescribeModel).await;
+    let info = match reply {
+        Ok(Reply::DescribeModel(info)) => info,
+        Ok(_) => unreachable!("describe returns the provider's info"),
+        Err(kind) => return Err(LoadError::Describe(PluginFault { kind, log })),
+    };
+    if info.provider.is_empty()
+        || info.provider.len() > 64
+        || !info
+            .provider
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(LoadError::Manifest(format!(
+            "provider name {:?} must be lowercase letters, digits, - and _",
+            info.provider
+        )));
+    }
+    Ok(Described {
+        manifest: wit::Manifest {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            action_types: Vec::new(),
+            outbound_hosts: info
+                .outbound_hosts
+                .into_iter()
+                .map(|host| wit::OutboundHost {
+                    scheme: host.scheme,
+                    host: host.host,
+                    port: host.port,
+                })
+                .collect(),
+        },
+        reuse: None,
+        model: Some(ModelInfo {
+            provider: info.provider,
+            default_base_url: info.default_base_url,
+        }),
+    })
 }
 
 fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
@@ -495,7 +583,11 @@ fn check_component_header(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest, LoadError> {
+fn check_manifest(
+    manifest: wit::Manifest,
+    wit_version: &str,
+    model: bool,
+) -> Result<Manifest, LoadError> {
     let fail = |message: String| Err(LoadError::Manifest(message));
     let name = manifest.name;
     if name.is_empty()
@@ -515,7 +607,7 @@ fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest
             manifest.version
         ));
     }
-    if manifest.action_types.is_empty() {
+    if manifest.action_types.is_empty() && !model {
         return fail(format!("{name} declares no action types"));
     }
     let mut action_types: Vec<ActionTypeInfo> = Vec::new();
@@ -579,6 +671,7 @@ fn check_manifest(manifest: wit::Manifest, wit_version: &str) -> Result<Manifest
         action_types,
         outbound_hosts,
         reuse: None,
+        model: None,
     })
 }
 
@@ -693,6 +786,9 @@ async fn run(
                 Call::Execute(request) => {
                     Reply::Execute(executor.call_execute(&mut store, &request).await?)
                 }
+                Call::DescribeModel | Call::Complete(_) => {
+                    return Err(wasmtime::format_err!("an executor has no model exports"));
+                }
             }
         }};
     }
@@ -707,6 +803,22 @@ async fn run(
                 }
                 call => call_with!(pre, call),
             },
+            Pre::Model(pre) => {
+                let model = pre.instantiate_async(&mut store).await?;
+                match call {
+                    Call::DescribeModel => {
+                        Reply::DescribeModel(model.call_describe(&mut store).await?)
+                    }
+                    Call::Complete(request) => {
+                        Reply::Complete(model.call_complete(&mut store, &request).await?)
+                    }
+                    _ => {
+                        return Err(wasmtime::format_err!(
+                            "a model provider has no executor exports"
+                        ));
+                    }
+                }
+            }
         };
         wasmtime::Result::Ok(reply)
     };
@@ -957,6 +1069,41 @@ impl Plugin {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    /// One model call of a provider plugin, with the provider account's
+    /// credentials injected by the host. The outer `Result` is a fault of
+    /// the sandbox, the inner one the plugin's own answer.
+    pub async fn complete(
+        &self,
+        request: &CompletionRequest,
+        grant: Arc<Grant>,
+    ) -> Result<Result<Completion, ModelError>, PluginFault> {
+        let inner = &self.inner;
+        if !matches!(inner.pre, Pre::Model(_)) {
+            return Err(PluginFault {
+                kind: FaultKind::Host {
+                    message: format!("{} is not a model provider", inner.manifest.name),
+                },
+                log: ExecutionLog::default(),
+            });
+        }
+        let call = Call::Complete(request.into());
+        let (reply, log) = run(
+            &inner.runtime,
+            &inner.pre,
+            &inner.limits,
+            inner.rules.clone(),
+            grant,
+            inner.responder.clone(),
+            call,
+        )
+        .await;
+        match reply {
+            Ok(Reply::Complete(result)) => Ok(result.map(Into::into).map_err(Into::into)),
+            Ok(_) => unreachable!("complete returns a completion"),
+            Err(kind) => Err(PluginFault { kind, log }),
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Manifest {
     /// Instance reuse as the plugin asked for it (WIT 0.1.2 and later).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse: Option<ReusePolicy>,
+    /// For a model provider (the `actionhost:model` world): which provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<super::model::ModelInfo>,
 }
 
 /// A plugin's request to have its instances reused between executions of

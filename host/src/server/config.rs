@@ -12,9 +12,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::SchedulerConfig;
+use crate::agents::RunsConfig;
 use crate::events::EventsConfig;
 use crate::events::tracker::TrackerConfig;
 use crate::executions::ConcurrencyConfig;
+use crate::models::ModelsConfig;
 use crate::runtime::{Limits, ReuseConfig};
 
 /// How logs are written.
@@ -94,6 +96,12 @@ pub struct ServeConfig {
     /// The site tracker's endpoint (`[tracker]`: `rate_per_second` and
     /// `burst`, per publishable key).
     pub tracker: TrackerConfig,
+    /// Agent runs (`[agents]`: `concurrency`, `run_token_budget`,
+    /// `schedule_poll`).
+    pub agents: RunsConfig,
+    /// Model calls (`[models]`: `max_attempts`, `backoff_base`,
+    /// `backoff_max`, `text_provider`, `text_model`).
+    pub models: ModelsConfig,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -147,6 +155,8 @@ impl Default for ServeConfig {
             concurrency: ConcurrencyConfig::default(),
             events: EventsConfig::default(),
             tracker: TrackerConfig::default(),
+            agents: RunsConfig::default(),
+            models: ModelsConfig::default(),
         }
     }
 }
@@ -198,6 +208,8 @@ const SETTINGS: &[&str] = &[
     "concurrency",
     "events",
     "tracker",
+    "agents",
+    "models",
 ];
 
 impl ServeConfig {

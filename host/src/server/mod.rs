@@ -20,12 +20,14 @@ use tracing::Instrument as _;
 
 use crate::accounts::{Accounts, KeySource, SecretBox};
 use crate::actions::Actions;
+use crate::agents::Agents;
 use crate::api::{ApiSettings, AppState};
 use crate::contacts::Contacts;
 use crate::events::Events;
 use crate::events::tracker::Tracker;
 use crate::executions::Pipeline;
 use crate::identities::Identities;
+use crate::models::Models;
 use crate::registry::PluginRegistry;
 use crate::runtime::{HostRule, Runtime, RuntimeConfig};
 use crate::store::{Records, SledStore, migrate};
@@ -152,6 +154,14 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     let events = Events::new(records.clone(), config.events.clone());
     let contacts = Contacts::new(records.clone(), events.clone(), actions.clone());
     let tracker = Tracker::new(records.clone(), events.clone(), &config.tracker);
+    let models = Models::new(registry.clone(), accounts.clone(), config.models.clone());
+    let agents = Agents::new(
+        records.clone(),
+        actions.clone(),
+        contacts.clone(),
+        models.clone(),
+        config.agents.clone(),
+    );
     // Read before the first request can start an action.
     let interrupted = actions.interrupted()?;
     let state = AppState {
@@ -163,6 +173,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         events: events.clone(),
         tracker,
         identities: Identities::new(records.clone()),
+        agents: agents.clone(),
+        models,
         settings: Arc::new(ApiSettings {
             max_body_bytes: config.max_body_bytes,
             max_plugin_bytes: config.max_plugin_bytes,
@@ -234,6 +246,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         .collect();
     let scheduler = tokio::spawn({
         let actions = actions.clone();
+        let agents = agents.clone();
         let mut stop = stop_rx.clone();
         let registry = registry.clone();
         async move {
@@ -304,6 +317,14 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                 let (events, stop) = (events.clone(), stop.clone());
                 async move { events.run_retention(stop).await }.in_current_span()
             });
+            tokio::spawn({
+                let (agents, stop) = (agents.clone(), stop.clone());
+                async move { agents.run_queue(stop).await }.in_current_span()
+            });
+            tokio::spawn({
+                let (agents, stop) = (agents.clone(), stop.clone());
+                async move { agents.run_schedules(stop).await }.in_current_span()
+            });
             actions.run_scheduler(stop).await;
             anyhow::Ok(())
         }
@@ -327,6 +348,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     // The scheduler has stopped claiming; let the runs in flight finish.
     // A recovery failure was logged when it happened.
     let _ = scheduler.await;
+    if !agents.drain(timeout).await {
+        tracing::warn!("some agent runs did not finish in time; they resume at the next start");
+    }
     if !actions.drain(timeout).await {
         tracing::warn!(
             "some action runs did not finish in time; they will be recovered at the next start"

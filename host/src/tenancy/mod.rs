@@ -71,6 +71,12 @@ pub enum Scope {
     /// Change agents.
     #[serde(rename = "agents:write")]
     AgentsWrite,
+    /// Start and cancel agent runs.
+    #[serde(rename = "agents:trigger")]
+    AgentsTrigger,
+    /// Approve or reject what agent runs propose.
+    #[serde(rename = "agents:approve")]
+    AgentsApprove,
     /// Read contacts.
     #[serde(rename = "contacts:read")]
     ContactsRead,
@@ -93,7 +99,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 19] = [
+    pub const ALL: [Scope; 21] = [
         Self::ActionsRead,
         Self::ActionsWrite,
         Self::ActionsApprove,
@@ -107,6 +113,8 @@ impl Scope {
         Self::TenantsWrite,
         Self::AgentsRead,
         Self::AgentsWrite,
+        Self::AgentsTrigger,
+        Self::AgentsApprove,
         Self::ContactsRead,
         Self::ContactsWrite,
         Self::EventsRead,
@@ -131,6 +139,8 @@ impl Scope {
             Self::TenantsWrite => "tenants:write",
             Self::AgentsRead => "agents:read",
             Self::AgentsWrite => "agents:write",
+            Self::AgentsTrigger => "agents:trigger",
+            Self::AgentsApprove => "agents:approve",
             Self::ContactsRead => "contacts:read",
             Self::ContactsWrite => "contacts:write",
             Self::EventsRead => "events:read",
