@@ -195,6 +195,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
         println!("== contacts and events");
         crate::contacts::run(settings, &budget, &mut results)?;
     }
+    if settings.wants("agents") {
+        println!("== agent runs");
+        crate::agents::run(settings, &mut results)?;
+    }
     if settings.wants("startup") {
         println!("== start-up and hot swap");
         startup(settings, &budget, &mut results)?;
@@ -991,6 +995,14 @@ fn targets(results: &mut Results) {
             format!("{v:.0}/s"),
             v,
             3_000.0,
+        ));
+    }
+    if let Some(v) = get("agents.instant.contacts_per_s") {
+        targets.push(Target::at_least(
+            "agent contacts evaluated ≥ 200/s with the model answering at once",
+            format!("{v:.0}/s"),
+            v,
+            200.0,
         ));
     }
     if let Some(v) = get("ratio.scheduler.drain_vs_execute") {
