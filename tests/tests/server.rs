@@ -239,13 +239,23 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
             let security = operation["security"]
                 .as_array()
                 .expect("every operation declares its security");
-            let scopes: Vec<String> = security
-                .iter()
-                .filter_map(|requirement| requirement.as_object())
-                .flat_map(|requirement| requirement.values())
-                .flat_map(|list| list.as_array().cloned().unwrap_or_default())
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect();
+            // Each requirement object is one way in; bearer and api_key carry
+            // the same scopes, so the distinct scope sets are the alternatives.
+            let alternatives: std::collections::BTreeSet<std::collections::BTreeSet<String>> =
+                security
+                    .iter()
+                    .filter_map(|requirement| requirement.as_object())
+                    .map(|requirement| {
+                        requirement
+                            .values()
+                            .flat_map(|list| list.as_array().cloned().unwrap_or_default())
+                            .filter_map(|s| s.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .filter(|scopes: &std::collections::BTreeSet<String>| !scopes.is_empty())
+                    .collect();
+            let scopes: std::collections::BTreeSet<String> =
+                alternatives.iter().flatten().cloned().collect();
             if security
                 .iter()
                 .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
@@ -278,26 +288,35 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
                 answer.text
             );
 
-            for scope in scopes.iter().collect::<std::collections::BTreeSet<_>>() {
-                scopes_seen.insert(scope.clone());
+            // Without a scope of every alternative, the key is refused, and
+            // the 403 names what would let it in.
+            let removals: Vec<Vec<String>> = if alternatives.len() > 1 {
+                vec![scopes.iter().cloned().collect()]
+            } else {
+                scopes.iter().map(|s| vec![s.clone()]).collect()
+            };
+            for removed in removals {
+                scopes_seen.extend(removed.iter().cloned());
                 let all_but: Vec<&str> = every_scope
                     .iter()
                     .map(String::as_str)
-                    .filter(|s| s != scope)
+                    .filter(|s| !removed.iter().any(|r| r == s))
                     .collect();
                 let minted = server.post("/v1/api-keys", &json!({ "scopes": all_but }));
                 let key = created(&minted)["key"].as_str().expect("key").to_owned();
                 let answer = server.call(&method, &path, Some(&key), body.as_ref());
                 assert_eq!(
                     answer.status, 403,
-                    "{label} without {scope}: {}",
+                    "{label} without {removed:?}: {}",
                     answer.text
                 );
-                assert!(
-                    answer.text.contains(scope.as_str()),
-                    "the 403 names {scope}: {}",
-                    answer.text
-                );
+                for scope in &removed {
+                    assert!(
+                        answer.text.contains(scope.as_str()),
+                        "the 403 names {scope}: {}",
+                        answer.text
+                    );
+                }
             }
             if id.is_some() {
                 let answer = server.call(&method, &path, Some(&other_key), body.as_ref());
@@ -307,28 +326,28 @@ fn every_documented_route_refuses_missing_bad_revoked_and_underscoped_keys_hides
                     answer.text
                 );
             }
-            // The right scope, and nothing else, lets the request in: it may
+            // The right scopes, and nothing else, let the request in: it may
             // still be refused for its empty body or a missing object, but
-            // not for the key.
-            let exactly: Vec<&str> = if scopes.is_empty() {
-                vec!["actions:read"] // any valid key
+            // not for the key. Each alternative is tried on its own.
+            let ways_in: Vec<Vec<String>> = if alternatives.is_empty() {
+                vec![vec!["actions:read".to_owned()]] // any valid key
             } else {
-                scopes
+                alternatives
                     .iter()
-                    .map(String::as_str)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
+                    .map(|a| a.iter().cloned().collect())
                     .collect()
             };
-            let minted = server.post("/v1/api-keys", &json!({ "scopes": exactly }));
-            let key = created(&minted)["key"].as_str().expect("key").to_owned();
-            let answer = server.call(&method, &path, Some(&key), body.as_ref());
-            assert!(
-                answer.status != 401 && answer.status != 403,
-                "{label} with exactly {exactly:?} was refused for its key: {} {}",
-                answer.status,
-                answer.text
-            );
+            for exactly in ways_in {
+                let minted = server.post("/v1/api-keys", &json!({ "scopes": exactly }));
+                let key = created(&minted)["key"].as_str().expect("key").to_owned();
+                let answer = server.call(&method, &path, Some(&key), body.as_ref());
+                assert!(
+                    answer.status != 401 && answer.status != 403,
+                    "{label} with exactly {exactly:?} was refused for its key: {} {}",
+                    answer.status,
+                    answer.text
+                );
+            }
             checked += 1;
         }
     }

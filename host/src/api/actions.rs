@@ -85,7 +85,7 @@ pub struct CreateAction {
     /// Human-readable description.
     #[serde(default)]
     description: Option<String>,
-    /// Whether a reviewer must approve it first (a plugin may demand it regardless).
+    /// Whether a reviewer must approve it first (a plugin, or a `propose_only` key, may demand it regardless).
     #[serde(default)]
     require_approval: bool,
     /// The plugin version to run (`latest` or the loaded one).
@@ -142,7 +142,9 @@ pub async fn actions_create(
                 list_id: input.list_id,
                 item_id: input.item_id,
                 description: input.description,
-                require_approval: input.require_approval,
+                // A `propose_only` key's actions wait for a reviewer.
+                require_approval: input.require_approval
+                    || caller.principal.key.policy == crate::tenancy::KeyPolicy::ProposeOnly,
                 version: input.version,
             },
             keyed.as_ref(),

@@ -22,9 +22,11 @@ mod contacts;
 mod events;
 mod executions;
 mod identities;
+mod mcp;
 mod openapi;
 mod plugins;
 mod tenancy;
+mod tools;
 mod unread;
 
 use std::sync::Arc;
@@ -79,6 +81,8 @@ pub struct AppState {
     pub agents: Agents,
     /// Language-model providers (Composio's `text`).
     pub models: crate::models::Models,
+    /// Tool calls (MCP and `POST /api/v2/tools/execute`).
+    pub tools: crate::tools::Tools,
     /// Settings the handlers need.
     pub settings: Arc<ApiSettings>,
 }
@@ -92,6 +96,11 @@ pub struct ApiSettings {
     pub max_plugin_bytes: usize,
     /// Where clients reach the server (`public_url`), for links and snippets.
     pub public_url: String,
+    /// The Host headers `/mcp` answers (besides loopback ones and
+    /// `public_url`'s).
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Cancelled when the server shuts down: ends `/mcp`'s open streams.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(OpenApi)]
@@ -206,6 +215,8 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(agents::agents_run_approve))
         .routes(routes!(agents::agents_action_approve))
         .routes(routes!(agents::agents_action_reject))
+        .routes(routes!(tools::tools_list))
+        .routes(routes!(tools::tools_execute))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .split_for_parts();
@@ -213,6 +224,7 @@ pub fn router(state: AppState) -> axum::Router {
     let openapi = Arc::new(openapi);
     let max_body = state.settings.max_body_bytes;
     router
+        .nest_service("/mcp", mcp::router(&state))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -307,6 +319,33 @@ pub async fn readyz(
     )
 }
 
+/// The taxonomy's code named `code`, as the `'static` text errors carry
+/// (`internal` for a code the taxonomy does not have).
+pub fn static_code(code: &str) -> &'static str {
+    const CODES: [&str; 19] = [
+        "invalid_input",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "conflict",
+        "account_required",
+        "account_ambiguous",
+        "account_expired",
+        "payload_too_large",
+        "rate_limited",
+        "unavailable",
+        "transient",
+        "permanent",
+        "outcome_unknown",
+        "plugin_fault",
+        "internal",
+        "awaiting_approval",
+        "cancelled",
+        "rejected",
+    ];
+    CODES.into_iter().find(|c| *c == code).unwrap_or("internal")
+}
+
 /// The JSON body of every error.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -386,6 +425,12 @@ impl ApiError {
     /// The same error, naming each failing field.
     pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
         self.fields = fields;
+        self
+    }
+
+    /// The same error, listing candidate account ids.
+    pub fn with_candidates(mut self, candidates: Vec<String>) -> Self {
+        self.candidates = candidates;
         self
     }
 
@@ -548,7 +593,9 @@ impl From<PipelineError> for ApiError {
                 "plugin_fault",
                 format!("the plugin failed while validating the params: {message}"),
             ),
-            PipelineError::NotApproved { .. } | PipelineError::AwaitingApproval => {
+            PipelineError::NotApproved { .. }
+            | PipelineError::AwaitingApproval
+            | PipelineError::ApprovalRequired(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
             }
             PipelineError::Busy(busy) => busy.into(),
@@ -724,8 +771,8 @@ pub struct ApiQuery<T>(pub T);
 
 /// The scope an endpoint needs, as a type: `Authorized<need::AccountsWrite>`.
 pub trait RequiredScope {
-    /// The scope; `None` for any valid key.
-    const SCOPE: Option<Scope>;
+    /// The key must hold one of these; empty for any valid key.
+    const ANY_OF: &'static [Scope];
 }
 
 /// Marker types naming the scope each endpoint needs.
@@ -738,7 +785,7 @@ pub mod need {
             #[derive(Debug, Clone, Copy)]
             pub struct $name;
             impl RequiredScope for $name {
-                const SCOPE: Option<Scope> = Some(Scope::$name);
+                const ANY_OF: &'static [Scope] = &[Scope::$name];
             }
         )*};
     }
@@ -771,7 +818,15 @@ pub mod need {
     #[derive(Debug, Clone, Copy)]
     pub struct AnyScope;
     impl RequiredScope for AnyScope {
-        const SCOPE: Option<Scope> = None;
+        const ANY_OF: &'static [Scope] = &[];
+    }
+
+    /// Needs `actions:execute` or `actions:write`: a tool call, which runs
+    /// or proposes by the key's scopes and policy.
+    #[derive(Debug, Clone, Copy)]
+    pub struct ToolsCall;
+    impl RequiredScope for ToolsCall {
+        const ANY_OF: &'static [Scope] = &[Scope::ActionsExecute, Scope::ActionsWrite];
     }
 }
 
@@ -809,50 +864,89 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<AppState> for Authorized<S
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let key = match (header("authorization"), header("x-api-key")) {
-            (Some(value), _) => match value.split_once(' ') {
-                Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-                _ => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "the Authorization header must be `Bearer KEY`",
-                    ));
-                }
-            },
-            (None, Some(key)) => key.trim(),
-            (None, None) => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing api key: send `Authorization: Bearer KEY` or `x-api-key: KEY`",
-                ));
-            }
-        };
-        if key.starts_with("pk_") && state.tracker.is_publishable(key)? {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "a publishable key (pk_…) can only send tracker events to POST /v1/track; use a secret API key for this endpoint",
-            ));
-        }
-        let Some(principal) = state.tenancy.authenticate(key)? else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the api key is invalid or revoked",
-            ));
-        };
-        tracing::Span::current().record("key", principal.key.id.as_str());
-        if let Some(scope) = S::SCOPE
-            && !principal.key.scopes.contains(&scope)
-        {
-            return Err(missing_scope(scope));
-        }
+        let principal = authenticate(&parts.headers, state)?;
+        require(&principal, S::ANY_OF)?;
         Ok(Self {
             principal,
             scope: std::marker::PhantomData,
         })
     }
+}
+
+/// The active key the request's `Authorization: Bearer KEY` or
+/// `x-api-key: KEY` names, with its user; 401 when there is none.
+pub(super) fn authenticate(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<Principal, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let key = match (header("authorization"), header("x-api-key")) {
+        (Some(value), _) => match value.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the Authorization header must be `Bearer KEY`",
+                ));
+            }
+        },
+        (None, Some(key)) => key.trim(),
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing api key: send `Authorization: Bearer KEY` or `x-api-key: KEY`",
+            ));
+        }
+    };
+    if key.starts_with("pk_") && state.tracker.is_publishable(key)? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a publishable key (pk_…) can only send tracker events to POST /v1/track; use a secret API key for this endpoint",
+        ));
+    }
+    let Some(principal) = state.tenancy.authenticate(key)? else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the api key is invalid or revoked",
+        ));
+    };
+    tracing::Span::current().record("key", principal.key.id.as_str());
+    Ok(principal)
+}
+
+/// 403 unless the key holds one of `any_of` (empty: any key will do), and
+/// for an endpoint that only executes, unless its policy allows that.
+pub(super) fn require(principal: &Principal, any_of: &[Scope]) -> Result<(), ApiError> {
+    if let Some(first) = any_of.first()
+        && !any_of.iter().any(|s| principal.key.scopes.contains(s))
+    {
+        return Err(match any_of {
+            [_] => missing_scope(*first),
+            several => {
+                let names: Vec<&str> = several.iter().map(|s| s.as_str()).collect();
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "this api key holds none of the scopes {}; use a key that has one",
+                        names.join(" or ")
+                    ),
+                )
+            }
+        });
+    }
+    if any_of == [Scope::ActionsExecute]
+        && principal.key.policy == crate::tenancy::KeyPolicy::ProposeOnly
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this api key's policy is propose_only: it cannot execute (its scope actions:execute does not apply); create an action for review with POST /v1/actions, or call the tool, which proposes",
+        ));
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, need};
-use crate::tenancy::{ApiKey, Scope};
+use crate::tenancy::{ApiKey, KeyPolicy, Scope};
 
 /// Who the key belongs to.
 #[derive(Debug, Serialize, ToSchema)]
@@ -25,6 +25,8 @@ pub struct AuthStatus {
     /// What the key may do.
     #[schema(value_type = Vec<String>)]
     scopes: Vec<Scope>,
+    /// What its tool calls may do: `execute` or `propose_only`.
+    policy: KeyPolicy,
 }
 
 /// The key that authenticates the request: its user, tenant and scopes.
@@ -44,6 +46,7 @@ pub async fn auth_status(caller: Authorized<need::AnyScope>) -> axum::Json<AuthS
         tenant_id: principal.key.tenant_id,
         key_id: principal.key.id,
         scopes: principal.key.scopes,
+        policy: principal.key.policy,
     })
 }
 
@@ -58,6 +61,10 @@ pub struct ApiKeyView {
     scopes: Vec<Scope>,
     /// The first characters of the key.
     prefix: String,
+    /// What its tool calls may do: `execute` (a type that needs no approval
+    /// runs, given `actions:execute`) or `propose_only` (every call waits in
+    /// `pending_approval`).
+    policy: KeyPolicy,
     created_at: String,
     revoked_at: Option<String>,
 }
@@ -71,6 +78,7 @@ impl From<ApiKey> for ApiKeyView {
             tenant_id: key.tenant_id,
             scopes: key.scopes,
             prefix: key.prefix,
+            policy: key.policy,
             created_at: key.created_at,
             revoked_at: key.revoked_at,
         }
@@ -93,6 +101,12 @@ pub struct NewApiKey {
     #[serde(default)]
     #[schema(pattern = "^[^@ \t\r\n]+@[^@ \t\r\n]+$", max_length = 320)]
     user_email: Option<String>,
+    /// `execute` (the default) or `propose_only`: every tool call of a
+    /// `propose_only` key becomes an action in `pending_approval`, and the
+    /// key cannot execute through the REST API. A `propose_only` key can
+    /// mint only `propose_only` keys.
+    #[serde(default)]
+    policy: Option<KeyPolicy>,
 }
 
 /// A minted key: shown once.
@@ -139,10 +153,22 @@ pub async fn api_keys_create(
         }
         None => caller.principal.user.clone(),
     };
-    let minted = state.tenancy.mint_key(
+    let policy = match (caller.principal.key.policy, input.policy) {
+        (KeyPolicy::ProposeOnly, Some(KeyPolicy::Execute)) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "cannot mint an `execute` key: the calling key is `propose_only`",
+            ));
+        }
+        (KeyPolicy::ProposeOnly, _) => KeyPolicy::ProposeOnly,
+        (KeyPolicy::Execute, asked) => asked.unwrap_or_default(),
+    };
+    let minted = state.tenancy.mint_key_with(
         &user,
         input.name.as_deref().unwrap_or("api key"),
         input.scopes,
+        policy,
     )?;
     state.accounts.durable().await?;
     Ok((

@@ -263,6 +263,12 @@ pub enum PipelineError {
     /// The action needs approval and has none.
     #[error("the action is waiting for approval; a reviewer must approve it first")]
     AwaitingApproval,
+    /// A one-off execution of a type whose plugin demands an approval of
+    /// every action.
+    #[error(
+        "{0} needs a person's approval before every run (its plugin demands it), so it cannot be executed at once: create it with POST /v1/actions, where it waits in pending_approval, or call it as a tool (MCP, POST /api/v2/tools/execute), which does the same"
+    )]
+    ApprovalRequired(String),
     /// The params are not the ones that were approved.
     #[error(
         "the params (hash {actual}) are not the approved revision (hash {approved}); approve this revision first"
@@ -296,7 +302,9 @@ impl PipelineError {
             Self::Account(_) | Self::Store(_) => ("transient", true),
             Self::Unavailable(_) => ("unavailable", true),
             Self::Busy(_) => ("rate_limited", true),
-            Self::NotApproved { .. } | Self::AwaitingApproval => ("conflict", false),
+            Self::NotApproved { .. } | Self::AwaitingApproval | Self::ApprovalRequired(_) => {
+                ("conflict", false)
+            }
         };
         ErrorInfo {
             code: code.into(),
@@ -522,7 +530,11 @@ impl Pipeline {
             },
         }
 
-        // 3. The approval, bound to the exact params.
+        // 3. The approval, bound to the exact params. A type whose plugin
+        // demands one runs only as a stored, approved action.
+        if command.approved_hash.is_none() && info.requires_approval {
+            unmet.push(PipelineError::ApprovalRequired(command.action_type.clone()));
+        }
         if let Some(approved) = &command.approved_hash {
             let actual = params_hash(&command.params);
             if approved.is_empty() {

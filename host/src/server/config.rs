@@ -102,6 +102,18 @@ pub struct ServeConfig {
     /// Model calls (`[models]`: `max_attempts`, `backoff_base`,
     /// `backoff_max`, `text_provider`, `text_model`).
     pub models: ModelsConfig,
+    /// The MCP server at `/mcp` (`[mcp]`: `allowed_hosts`).
+    pub mcp: McpConfig,
+}
+
+/// Settings of the MCP server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Host names `/mcp` answers besides loopback ones and `public_url`'s,
+    /// such as `mcp.example.com` (any port) or `mcp.example.com:8443`. A
+    /// request with any other `Host` header is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -157,6 +169,7 @@ impl Default for ServeConfig {
             tracker: TrackerConfig::default(),
             agents: RunsConfig::default(),
             models: ModelsConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -210,6 +223,7 @@ const SETTINGS: &[&str] = &[
     "tracker",
     "agents",
     "models",
+    "mcp",
 ];
 
 impl ServeConfig {

@@ -162,6 +162,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         models.clone(),
         config.agents.clone(),
     );
+    let tools = crate::tools::Tools::new(actions.clone(), accounts.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
     // Read before the first request can start an action.
     let interrupted = actions.interrupted()?;
     let state = AppState {
@@ -175,10 +177,13 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         identities: Identities::new(records.clone()),
         agents: agents.clone(),
         models,
+        tools,
         settings: Arc::new(ApiSettings {
             max_body_bytes: config.max_body_bytes,
             max_plugin_bytes: config.max_plugin_bytes,
             public_url: public_url.clone(),
+            mcp_allowed_hosts: config.mcp.allowed_hosts.clone(),
+            shutdown: shutdown.clone(),
         }),
     };
     let app = crate::api::router(state)
@@ -224,6 +229,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            // MCP's open event streams end now rather than at the timeout.
+            shutdown.cancel();
             let _ = stop_tx.send(true);
         }
         .in_current_span(),

@@ -247,6 +247,31 @@ pub struct ApiKey {
     pub created_at: String,
     /// RFC 3339, once revoked.
     pub revoked_at: Option<String>,
+    /// What its calls of tools may do (`execute` when absent: keys minted
+    /// before policies existed).
+    #[serde(default)]
+    pub policy: KeyPolicy,
+}
+
+/// What a key's tool calls (MCP, `POST /api/v2/tools/execute`) may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPolicy {
+    /// A call of a type that needs no approval runs at once (with
+    /// `actions:execute`).
+    #[default]
+    Execute,
+    /// Every call becomes a stored action in `pending_approval`, and the
+    /// key cannot execute through the REST API either.
+    ProposeOnly,
+}
+
+impl ApiKey {
+    /// Whether a tool call under this key may run at once: its policy
+    /// allows it and it holds `actions:execute`. Otherwise it proposes.
+    pub fn may_execute(&self) -> bool {
+        self.policy == KeyPolicy::Execute && self.scopes.contains(&Scope::ActionsExecute)
+    }
 }
 
 impl Record for ApiKey {
@@ -442,6 +467,17 @@ impl Tenancy {
         name: &str,
         scopes: Vec<Scope>,
     ) -> Result<MintedKey, StoreError> {
+        self.mint_key_with(user, name, scopes, KeyPolicy::Execute)
+    }
+
+    /// Mints a key with a policy for its tool calls.
+    pub fn mint_key_with(
+        &self,
+        user: &User,
+        name: &str,
+        scopes: Vec<Scope>,
+        policy: KeyPolicy,
+    ) -> Result<MintedKey, StoreError> {
         let secret = format!("ahk_{}", hex::encode(random_bytes::<24>()));
         let mut scopes = scopes;
         scopes.sort();
@@ -456,6 +492,7 @@ impl Tenancy {
             prefix: secret[..12].to_owned(),
             created_at: now(),
             revoked_at: None,
+            policy,
         };
         self.records.insert(&record)?;
         Ok(MintedKey { record, secret })
