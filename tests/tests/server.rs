@@ -453,12 +453,38 @@ fn executes_every_bundled_action_through_resolved_accounts_with_credentials_inje
         TOKEN,
         json!({ "base_url": providers.base_url }),
     );
+    // LinkedIn's plugin demands a person's approval before every message:
+    // a one-off execute is refused and sends nothing; the same message as
+    // an action runs once approved.
     let message = execute(
         &server,
         "linkedin_message",
         &json!({ "connectedAccountId": linkedin, "input": { "recipients": ["urn:li:person:abc123"], "body": "Hi" } }),
     );
-    assert_eq!(message.json["successful"], true, "{}", message.text);
+    assert_error(&message, 409, "conflict");
+    assert!(message.text.contains("approval"), "{}", message.text);
+    assert_eq!(providers.requests().len(), 1, "nothing reached LinkedIn");
+    let proposed = server.post(
+        "/v1/actions",
+        &json!({ "type": "linkedin_message", "params": { "recipients": ["urn:li:person:abc123"], "body": "Hi" }, "identity_id": "ada" }),
+    );
+    let action_id = created(&proposed)["action_id"]
+        .as_str()
+        .expect("action id")
+        .to_owned();
+    let approved = server.post(
+        &format!("/v1/actions/{action_id}/approve"),
+        &json!({ "action": "approve" }),
+    );
+    created(&approved);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.get(&format!("/v1/actions/{action_id}")).json["action"]["status"] != "succeeded" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the approved message did not run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     let crm = bearer_account(
         &server,
