@@ -183,6 +183,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
         println!("== HTTP");
         http(settings, &budget, &mut results)?;
     }
+    if settings.wants("mcp") {
+        println!("== MCP tools/call beside REST sync execute");
+        mcp(settings, &budget, &mut results)?;
+    }
     if settings.wants("scheduler") {
         println!("== scheduler");
         scheduler(settings, &budget, &mut results)?;
@@ -359,6 +363,85 @@ fn http(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::
         )
         .with_note("counted after a kill -9 at the end of the creation load"),
     );
+    Ok(())
+}
+
+/// MCP `tools/call` of the no-op type (the stateless 2026-07-28 revision,
+/// one JSON-RPC request per HTTP request, as a client that keeps no session
+/// sends it) beside REST sync execute of the same type, on one server, at 8
+/// and 64 connections. Both run through the one pipeline and record the
+/// execution durably before answering.
+fn mcp(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::Result<()> {
+    let noop = artifact(settings, "target/fixtures/fixture-noop.wasm")?;
+    let dir = fresh_dir(&[noop])?;
+    let cache = cache(settings);
+    let server = launch(settings, dir.path(), &cache).start()?;
+    let auth = format!("Bearer {}", server.key);
+    let execute = Work {
+        method: "POST",
+        path: "/api/v2/actions/noop/execute",
+        headers: vec![
+            ("authorization", auth.clone()),
+            ("content-type", "application/json".to_owned()),
+        ],
+        body: r#"{"input":{}}"#,
+        expect_status: 200,
+        expect_body: r#""successful":true"#,
+    };
+    let call = Work {
+        method: "POST",
+        path: "/mcp",
+        headers: vec![
+            ("authorization", auth.clone()),
+            ("content-type", "application/json".to_owned()),
+            ("accept", "application/json, text/event-stream".to_owned()),
+            ("mcp-protocol-version", "2026-07-28".to_owned()),
+            ("mcp-method", "tools/call".to_owned()),
+            ("mcp-name", "noop".to_owned()),
+        ],
+        body: r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"noop","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+        expect_status: 200,
+        expect_body: r#""isError":false"#,
+    };
+    for connections in [8usize, 64] {
+        for (id, name, work) in [
+            ("rest_execute", "REST sync execute (no-op plugin)", &execute),
+            (
+                "tools_call",
+                "MCP tools/call, stateless (no-op plugin)",
+                &call,
+            ),
+        ] {
+            let mut rps = Vec::new();
+            let mut points = Vec::new();
+            for _ in 0..budget.wrk_runs {
+                let point = load::run(&settings.wrk, server.port, work, connections, budget.wrk)
+                    .with_context(|| format!("{name} at {connections} connections"))?;
+                rps.push(point.rps());
+                points.push(point);
+            }
+            points.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+            let middle = &points[points.len() / 2];
+            results.push(Figure::from_samples(
+                &format!("mcp.{id}.c{connections}.rps"),
+                &format!("{name}, {connections} conn: requests/s"),
+                "req/s",
+                &rps,
+            ));
+            results.push(Figure::single(
+                &format!("mcp.{id}.c{connections}.p99_ms"),
+                &format!("{name}, {connections} conn: p99 latency"),
+                "ms",
+                middle.p99_us / 1000.0,
+            ));
+        }
+        results.ratio(
+            &format!("ratio.mcp.tools_call_vs_rest_execute.c{connections}"),
+            &format!("MCP tools/call ÷ REST sync execute, requests/s at {connections} connections"),
+            &format!("mcp.tools_call.c{connections}.rps"),
+            &format!("mcp.rest_execute.c{connections}.rps"),
+        );
+    }
     Ok(())
 }
 

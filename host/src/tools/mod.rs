@@ -522,3 +522,51 @@ pub fn action_view(action: &Action, public_url: &str) -> serde_json::Value {
         "approve_url": proposal.approve_url,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(name: &str) -> bool {
+        (1..=MAX_NAME_CHARS).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }
+
+    #[test]
+    fn valid_unique_names_are_kept_and_the_others_mapped_to_valid_distinct_ones() {
+        let long = "x".repeat(80);
+        let types = [
+            "crm_sync",
+            "send-email",
+            "acme.crm/sync",
+            "a.b",
+            "a_b",
+            "get_action",
+            long.as_str(),
+            "",
+        ];
+        let names = tool_names(types.iter().copied());
+        assert_eq!(names["crm_sync"], "crm_sync");
+        assert_eq!(names["send-email"], "send-email");
+        for name in names.values() {
+            assert!(valid(name), "{name:?}");
+        }
+        let mut distinct: Vec<&String> = names.values().collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), types.len(), "{names:?}");
+        // Invalid characters, a clash after mapping, a reserved name and a
+        // long name each get a hash suffix.
+        assert!(names["acme.crm/sync"].starts_with("acme_crm_sync_"));
+        assert_ne!(names["a.b"], "a_b");
+        assert_ne!(names["a_b"], "a_b");
+        assert_ne!(names["get_action"], "get_action");
+        assert_eq!(names[long.as_str()].len(), MAX_NAME_CHARS);
+        // The same type gets the same name whatever else is loaded, once
+        // nothing clashes with it.
+        let alone = tool_names(["acme.crm/sync"].into_iter());
+        assert_eq!(alone["acme.crm/sync"], names["acme.crm/sync"]);
+    }
+}
