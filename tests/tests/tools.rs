@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use actionhost_tests::providers::{Providers, TOKEN};
+use actionhost_tests::providers::{Providers, TOKEN, contains_secret};
 use actionhost_tests::server::{Answer, Options, Server};
 use actionhost_tests::{fixture, plugin, python, workspace_root};
 use serde_json::{Value, json};
@@ -689,6 +689,10 @@ fn mcp_scenario(client: &str, protocol: &str) {
     );
     let out = run_client(client, &format!("{}/mcp?entityId=ada", server.url), &key);
     assert_eq!(out["protocol"], protocol, "{out:#}");
+    // What the client received (its bodies are not the test's to record).
+    if let Some(secret) = contains_secret(&out.to_string(), &[TOKEN]) {
+        panic!("a tool result carries the credential {secret:?}: {out}");
+    }
 
     let tools = out["tools"].as_array().expect("tools");
     let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
@@ -906,6 +910,35 @@ fn mcp_refuses_missing_keys_missing_scopes_and_hosts_that_are_not_allowed() {
     let answer = mcp_post(&server, Some(&server.admin_key), None, &call);
     assert_eq!(answer.json["result"]["isError"], false, "{}", answer.text);
     assert_eq!(hubspot_upserts(&providers).len(), 1);
+
+    // Two accounts that could serve the call: a tool error listing both.
+    bearer_account(&server, "crm-sync", "twice", &providers);
+    bearer_account(&server, "crm-sync", "twice", &providers);
+    let call = stateless(
+        "tools/call",
+        json!({ "name": "crm_sync", "arguments": { "contacts": [{ "email": "twice@example.com" }] }, "_meta": { "entityId": "twice" } }),
+    );
+    let answer = mcp_post(&server, Some(&server.admin_key), None, &call);
+    let result = &answer.json["result"];
+    assert_eq!(result["isError"], true, "{}", answer.text);
+    assert_eq!(
+        result["structuredContent"]["error_code"], "account_ambiguous",
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        result["structuredContent"]["candidates"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        hubspot_upserts(&providers).len(),
+        1,
+        "nothing more at HubSpot"
+    );
 
     // An unknown query parameter on the URL is refused by name.
     let answer = server.send(
