@@ -502,7 +502,13 @@ fn tool_calls_as_models_return_them_run_or_wait_for_approval() {
     // no approval; nothing reaches HubSpot.
     let proposer = mint(
         &server,
-        &["actions:write", "actions:read"],
+        &[
+            "actions:write",
+            "actions:read",
+            "actions:approve",
+            "actions:execute",
+            "keys:write",
+        ],
         Some("propose_only"),
     );
     let call = server.call(
@@ -524,13 +530,22 @@ fn tool_calls_as_models_return_them_run_or_wait_for_approval() {
         "nothing more at HubSpot"
     );
     // It cannot mint itself a key that executes, nor approve.
-    let escalate = server.call(
+    // The keys it mints are propose_only too.
+    let minted = server.call(
         "POST",
         "/v1/api-keys",
         Some(&proposer),
         Some(&json!({ "scopes": ["actions:read"] })),
     );
+    assert_eq!(ok(&minted)["api_key"]["policy"], "propose_only");
+    let escalate = server.call(
+        "POST",
+        "/v1/api-keys",
+        Some(&proposer),
+        Some(&json!({ "scopes": ["actions:read"], "policy": "execute" })),
+    );
     assert_eq!(escalate.status, 403, "{}", escalate.text);
+    assert!(escalate.text.contains("propose_only"), "{}", escalate.text);
     let approve = server.call(
         "POST",
         &format!("/v1/actions/{proposed}/approve"),
@@ -538,6 +553,15 @@ fn tool_calls_as_models_return_them_run_or_wait_for_approval() {
         Some(&json!({ "action": "approve" })),
     );
     assert_eq!(approve.status, 403, "{}", approve.text);
+    assert!(approve.text.contains("propose_only"), "{}", approve.text);
+    let execute = server.call(
+        "POST",
+        "/api/v2/actions/crm_sync/execute",
+        Some(&proposer),
+        Some(&json!({ "entityId": "ada", "input": { "contacts": [{ "email": "direct@example.com" }] } })),
+    );
+    assert_eq!(execute.status, 403, "{}", execute.text);
+    assert!(execute.text.contains("propose_only"), "{}", execute.text);
 
     // Arguments that break the schema: every path, nothing sent.
     let call = server.post(
@@ -853,7 +877,7 @@ fn mcp_refuses_missing_keys_missing_scopes_and_hosts_that_are_not_allowed() {
     ));
     options.env.push((
         "ACTIONHOST_MCP__ALLOWED_HOSTS".into(),
-        "[\"mcp.internal\"]".into(),
+        "[\"mcp.internal:8443\"]".into(),
     ));
     let server = Server::start_with(options);
     bearer_account(&server, "crm-sync", "ada", &providers);
@@ -874,7 +898,16 @@ fn mcp_refuses_missing_keys_missing_scopes_and_hosts_that_are_not_allowed() {
     assert_eq!(answer.status, 403, "{}", answer.text);
     assert!(answer.text.contains("actions:execute"), "{}", answer.text);
 
-    // The configured public URL's host, the extra allowed hosts and
+    // Cancelling a task changes the action: actions:read follows a task,
+    // and does not cancel one.
+    let reader = mint(&server, &["actions:read"], None);
+    let cancel = stateless("tasks/cancel", json!({ "taskId": "act_missing" }));
+    let answer = mcp_post(&server, Some(&reader), None, &cancel);
+    assert_eq!(answer.status, 403, "{}", answer.text);
+    assert!(answer.text.contains("actions:write"), "{}", answer.text);
+
+    // The configured public URL's host, the extra allowed hosts (a port
+    // given with one is not compared) and
     // loopback are let in; any other Host header is refused.
     for host in ["actions.example.com", "mcp.internal", "127.0.0.1"] {
         let answer = mcp_post(&server, Some(&server.admin_key), Some(host), &list);

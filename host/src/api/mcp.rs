@@ -99,7 +99,9 @@ fn allowed_hosts(public_url: &str, configured: &[String]) -> Vec<String> {
     {
         hosts.push(host.trim_matches(['[', ']']).to_ascii_lowercase());
     }
-    hosts.extend(configured.iter().map(|h| h.to_ascii_lowercase()));
+    // An entry's port, if it has one, is not compared: `Host` names the
+    // server, and the listener already fixes the port.
+    hosts.extend(configured.iter().map(|h| host_name(h)));
     hosts.sort();
     hosts.dedup();
     hosts
@@ -192,11 +194,9 @@ fn scopes_of(body: &[u8]) -> Vec<&'static [Scope]> {
     const LIST: &[Scope] = &[Scope::PluginsRead];
     const CALL: &[Scope] = &[Scope::ActionsExecute, Scope::ActionsWrite];
     const READ: &[Scope] = &[Scope::ActionsRead];
-    const TASK: &[Scope] = &[
-        Scope::ActionsRead,
-        Scope::ActionsExecute,
-        Scope::ActionsWrite,
-    ];
+    // Following a task reads the action; cancelling it changes it, as
+    // `POST /v1/actions/{id}/cancel` does.
+    const CANCEL: &[Scope] = &[Scope::ActionsWrite];
     let messages = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(batch)) => batch,
         Ok(message) => vec![message],
@@ -214,7 +214,8 @@ fn scopes_of(body: &[u8]) -> Vec<&'static [Scope]> {
             "tools/list" => LIST,
             "tools/call" if tools::RESERVED_NAMES.contains(&name) => READ,
             "tools/call" => CALL,
-            "tasks/get" | "tasks/cancel" | "tasks/update" => TASK,
+            "tasks/get" => READ,
+            "tasks/cancel" | "tasks/update" => CANCEL,
             _ => CONNECT,
         });
     }
@@ -297,6 +298,8 @@ impl McpHandler {
             })
             .collect();
         list.extend(follow_up_tools());
+        // Sorted by name, as the cursor of `tools/list` assumes.
+        list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 

@@ -939,14 +939,26 @@ pub(super) fn require(principal: &Principal, any_of: &[Scope]) -> Result<(), Api
             }
         });
     }
-    if any_of == [Scope::ActionsExecute]
-        && principal.key.policy == crate::tenancy::KeyPolicy::ProposeOnly
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this api key's policy is propose_only: it cannot execute (its scope actions:execute does not apply); create an action for review with POST /v1/actions, or call the tool, which proposes",
-        ));
+    if principal.key.policy == crate::tenancy::KeyPolicy::ProposeOnly {
+        if any_of == [Scope::ActionsExecute] {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this api key's policy is propose_only: it cannot execute (its scope actions:execute does not apply); create an action for review with POST /v1/actions, or call the tool, which proposes",
+            ));
+        }
+        // Approving runs what was approved: a person's key decides, not
+        // the agent's that proposed.
+        if any_of
+            .iter()
+            .any(|s| matches!(s, Scope::ActionsApprove | Scope::AgentsApprove))
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this api key's policy is propose_only: it cannot approve (its approve scopes do not apply); a person approves with a key of their own",
+            ));
+        }
     }
     Ok(())
 }

@@ -103,7 +103,7 @@ pub struct NewApiKey {
     user_email: Option<String>,
     /// `execute` (the default) or `propose_only`: every tool call of a
     /// `propose_only` key becomes an action in `pending_approval`, and the
-    /// key cannot execute through the REST API. A `propose_only` key can
+    /// key can neither execute nor approve through the REST API. A `propose_only` key can
     /// mint only `propose_only` keys.
     #[serde(default)]
     policy: Option<KeyPolicy>,

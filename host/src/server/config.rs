@@ -111,7 +111,7 @@ pub struct ServeConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct McpConfig {
     /// Host names `/mcp` answers besides loopback ones and `public_url`'s,
-    /// such as `mcp.example.com` (any port) or `mcp.example.com:8443`. A
+    /// such as `mcp.example.com` (a port given with it is ignored). A
     /// request with any other `Host` header is refused (DNS rebinding).
     pub allowed_hosts: Vec<String>,
 }
