@@ -304,36 +304,22 @@ fn http(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::
             ));
         }
         for (id, name, port, work) in targets {
-            let mut rps = Vec::new();
-            let mut points = Vec::new();
-            for _ in 0..budget.wrk_runs {
-                let point = load::run(&settings.wrk, port, work, connections, budget.wrk)
-                    .with_context(|| format!("{name} at {connections} connections"))?;
-                if id == "create" {
-                    acknowledged += point.ok;
-                }
-                rps.push(point.rps());
-                points.push(point);
+            let Measured { ok, middle } = wrk_runs(
+                settings,
+                budget,
+                results,
+                (port, work, connections),
+                &format!("http.{id}.c{connections}"),
+                &format!("{name}, {connections} conn"),
+            )?;
+            if id == "create" {
+                acknowledged += ok;
             }
-            points.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-            let middle = &points[points.len() / 2];
-            results.push(Figure::from_samples(
-                &format!("http.{id}.c{connections}.rps"),
-                &format!("{name}, {connections} conn: requests/s"),
-                "req/s",
-                &rps,
-            ));
             results.push(Figure::single(
                 &format!("http.{id}.c{connections}.p50_ms"),
                 &format!("{name}, {connections} conn: p50 latency"),
                 "ms",
                 middle.p50_us / 1000.0,
-            ));
-            results.push(Figure::single(
-                &format!("http.{id}.c{connections}.p99_ms"),
-                &format!("{name}, {connections} conn: p99 latency"),
-                "ms",
-                middle.p99_us / 1000.0,
             ));
         }
     }
@@ -364,6 +350,50 @@ fn http(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::
         .with_note("counted after a kill -9 at the end of the creation load"),
     );
     Ok(())
+}
+
+/// What [`wrk_runs`] saw: the responses that were right, all runs
+/// together, and the median run.
+struct Measured {
+    ok: u64,
+    middle: load::Point,
+}
+
+/// `budget.wrk_runs` wrk runs of `work` at `port` with `connections`
+/// connections; pushes `ID.rps` (every run) and `ID.p99_ms` (the median
+/// run's), named `NAME: …`.
+fn wrk_runs(
+    settings: &Settings,
+    budget: &Budget,
+    results: &mut Results,
+    (port, work, connections): (u16, &Work<'_>, usize),
+    id: &str,
+    name: &str,
+) -> anyhow::Result<Measured> {
+    let mut points = Vec::new();
+    for _ in 0..budget.wrk_runs {
+        points.push(
+            load::run(&settings.wrk, port, work, connections, budget.wrk)
+                .with_context(|| name.to_owned())?,
+        );
+    }
+    let rps: Vec<f64> = points.iter().map(load::Point::rps).collect();
+    let ok = points.iter().map(|p| p.ok).sum();
+    points.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+    let middle = points.swap_remove(points.len() / 2);
+    results.push(Figure::from_samples(
+        &format!("{id}.rps"),
+        &format!("{name}: requests/s"),
+        "req/s",
+        &rps,
+    ));
+    results.push(Figure::single(
+        &format!("{id}.p99_ms"),
+        &format!("{name}: p99 latency"),
+        "ms",
+        middle.p99_us / 1000.0,
+    ));
+    Ok(Measured { ok, middle })
 }
 
 /// MCP `tools/call` of the no-op type (the stateless 2026-07-28 revision,
@@ -412,28 +442,14 @@ fn mcp(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::R
                 &call,
             ),
         ] {
-            let mut rps = Vec::new();
-            let mut points = Vec::new();
-            for _ in 0..budget.wrk_runs {
-                let point = load::run(&settings.wrk, server.port, work, connections, budget.wrk)
-                    .with_context(|| format!("{name} at {connections} connections"))?;
-                rps.push(point.rps());
-                points.push(point);
-            }
-            points.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
-            let middle = &points[points.len() / 2];
-            results.push(Figure::from_samples(
-                &format!("mcp.{id}.c{connections}.rps"),
-                &format!("{name}, {connections} conn: requests/s"),
-                "req/s",
-                &rps,
-            ));
-            results.push(Figure::single(
-                &format!("mcp.{id}.c{connections}.p99_ms"),
-                &format!("{name}, {connections} conn: p99 latency"),
-                "ms",
-                middle.p99_us / 1000.0,
-            ));
+            wrk_runs(
+                settings,
+                budget,
+                results,
+                (server.port, work, connections),
+                &format!("mcp.{id}.c{connections}"),
+                &format!("{name}, {connections} conn"),
+            )?;
         }
         results.ratio(
             &format!("ratio.mcp.tools_call_vs_rest_execute.c{connections}"),

@@ -90,14 +90,7 @@ pub async fn tools_list(
             "limit {limit} is out of range: 1 to {MAX_TOOLS_PER_LIST}"
         )));
     }
-    let registry = state.pipeline.registry();
-    if !registry.is_ready() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "plugins are still loading; try again in a moment",
-        ));
-    }
+    let registry = ready_registry(&state)?;
     let wanted: Option<Vec<&str>> = params.types.as_deref().map(|list| {
         list.split(',')
             .map(str::trim)
@@ -161,6 +154,21 @@ pub async fn tools_list(
         next_cursor,
         total,
     }))
+}
+
+/// The registry, once the plugins found at start-up are loaded: before,
+/// the tools are not all known yet.
+fn ready_registry(state: &AppState) -> Result<&crate::registry::PluginRegistry, ApiError> {
+    let registry = state.pipeline.registry();
+    if registry.is_ready() {
+        Ok(registry)
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "plugins are still loading; try again in a moment",
+        ))
+    }
 }
 
 /// One tool's definition in `format`.
@@ -324,14 +332,7 @@ pub async fn tools_execute(
         }
     };
     let arguments = parse_arguments(arguments)?;
-    let registry = state.pipeline.registry();
-    if !registry.is_ready() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "plugins are still loading; try again in a moment",
-        ));
-    }
+    let registry = ready_registry(&state)?;
     let Some(def) = tools::find(registry, &name) else {
         let known: Vec<String> = tools::catalog(registry)
             .into_iter()

@@ -66,19 +66,26 @@ const OPENAI_REFUSED: [&str; 7] = [
     "$dynamicRef",
 ];
 
-/// The schema for OpenAI's strict mode, or why it cannot be expressed.
-pub fn openai_strict(schema: &Value) -> Result<Value, String> {
+/// A copy of `schema` without `$schema` and `x-*` keys, if its root is
+/// `type: object`, as every format (`format` names it in the refusal) needs.
+fn object_root(schema: &Value, format: &str) -> Result<Value, String> {
     let mut schema = schema.clone();
     strip_meta(&mut schema);
     let Some(root) = schema.as_object() else {
         return Err("the params schema is not an object schema".into());
     };
     if root.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(
-            "the params schema's root is not `type: object`, which strict mode needs".into(),
-        );
+        return Err(format!(
+            "the params schema's root is not `type: object`, which {format} needs"
+        ));
     }
-    if root.contains_key("anyOf") || root.contains_key("oneOf") {
+    Ok(schema)
+}
+
+/// The schema for OpenAI's strict mode, or why it cannot be expressed.
+pub fn openai_strict(schema: &Value) -> Result<Value, String> {
+    let mut schema = object_root(schema, "strict mode")?;
+    if schema.get("anyOf").is_some() || schema.get("oneOf").is_some() {
         return Err(
             "the params schema's root is a union (anyOf/oneOf), which strict mode does not take"
                 .into(),
@@ -262,19 +269,10 @@ fn make_nullable(property: &mut Value) {
 
 /// The schema for Anthropic's `input_schema`, or why it cannot be expressed.
 pub fn anthropic(schema: &Value) -> Result<Value, String> {
-    let mut schema = schema.clone();
-    strip_meta(&mut schema);
-    let Some(root) = schema.as_object() else {
-        return Err("the params schema is not an object schema".into());
-    };
-    if root.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(
-            "the params schema's root is not `type: object`, which input_schema needs".into(),
-        );
-    }
+    let schema = object_root(schema, "input_schema")?;
     if let Some(keyword) = ["anyOf", "oneOf", "allOf"]
         .iter()
-        .find(|k| root.contains_key(**k))
+        .find(|k| schema.get(**k).is_some())
     {
         return Err(format!(
             "the params schema's root uses `{keyword}`, which Anthropic's input_schema does not take at the top level"
@@ -285,13 +283,7 @@ pub fn anthropic(schema: &Value) -> Result<Value, String> {
 
 /// The schema for MCP's `inputSchema`, or why it cannot be expressed.
 pub fn mcp(schema: &Value) -> Result<Value, String> {
-    let mut schema = schema.clone();
-    strip_meta(&mut schema);
-    if schema.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(
-            "the params schema's root is not `type: object`, which MCP's inputSchema needs".into(),
-        );
-    }
+    let mut schema = object_root(schema, "MCP's inputSchema")?;
     objects_for_booleans(&mut schema);
     Ok(schema)
 }
