@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::CliError;
-use crate::server::open_store;
+use crate::server::{StoreLocation, open_store};
 use crate::tenancy::{Scope, Tenancy, bootstrap};
 
 #[derive(Debug, Subcommand)]
@@ -22,6 +22,9 @@ pub struct CreateArgs {
     /// Data directory of the server.
     #[arg(long, value_name = "DIR", default_value = "data")]
     data_dir: PathBuf,
+    /// The PostgreSQL store (`postgres://…`), if the server uses one.
+    #[arg(long, env = "ACTIONHOST_STORE", value_name = "URL", hide_env_values = true)]
+    store: Option<String>,
     /// The user's e-mail; the user is created if new.
     #[arg(long, value_name = "EMAIL")]
     user: String,
@@ -58,7 +61,18 @@ impl CreateArgs {
                 self.user
             )));
         }
-        let (_store, records) = open_store(&self.data_dir, crate::store::DEFAULT_CACHE_BYTES)
+        let location = match self.store.as_deref().filter(|url| !url.trim().is_empty()) {
+            Some(url) => StoreLocation::Postgres {
+                url,
+                pool_size: 2,
+                migrate: true,
+            },
+            None => StoreLocation::Sled {
+                data_dir: &self.data_dir,
+                cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            },
+        };
+        let (_store, records) = open_store(location)
             .map_err(|err| CliError::Failed(format!("{err:#}")))?;
         let tenancy = Tenancy::new(records.clone());
         if let Some(path) = bootstrap(&tenancy, &self.data_dir)

@@ -8,6 +8,7 @@ mod actions;
 mod exec;
 mod harness;
 mod keys;
+mod migrate;
 mod plugin;
 mod scaffold;
 mod serve;
@@ -34,6 +35,9 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Run the server.
     Serve(serve::ServeArgs),
+    /// Bring the store's schema to this build's (PostgreSQL with
+    /// `store = "postgres://…"` or ACTIONHOST_STORE; otherwise sled in the data dir).
+    Migrate(migrate::MigrateArgs),
     /// Manage API keys offline.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -63,6 +67,7 @@ impl Cli {
             Command::Exec(args) => args.run().await,
             Command::Serve(args) => args.run().await,
             Command::Keys(command) => command.run().await,
+            Command::Migrate(args) => args.run().await,
             Command::Actions(command) => command.run().await,
         };
         match result {

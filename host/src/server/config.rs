@@ -37,6 +37,17 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Where the database, keys and uploaded plugins live (default `./data`).
     pub data_dir: PathBuf,
+    /// The database: empty (the default) for sled in `DATA_DIR/db`, or a
+    /// PostgreSQL connection string, `postgres://USER:PASSWORD@HOST:PORT/DB`.
+    /// Keep a password out of files under version control: set it through
+    /// `ACTIONHOST_STORE`.
+    pub store: Option<String>,
+    /// Connections to PostgreSQL this process opens at most (default 16).
+    pub store_pool_size: usize,
+    /// Whether `serve` brings an older PostgreSQL schema to this build's
+    /// (default true); with false an older schema is refused, and
+    /// `actionhost migrate` upgrades it.
+    pub store_migrate: bool,
     /// Folder of plugin components (default: the bundled plugins of the build).
     pub plugins_dir: Option<PathBuf>,
     /// Compiled-code cache (default `DATA_DIR/cache`).
@@ -121,6 +132,8 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("store", &self.store.as_deref().map(redact_url))
+            .field("store_pool_size", &self.store_pool_size)
             .field("plugins_dir", &self.plugins_dir)
             .field("cache_dir", &self.cache_dir)
             .field("secret_key_file", &self.secret_key_file)
@@ -146,6 +159,9 @@ impl Default for ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            store: None,
+            store_pool_size: crate::store::DEFAULT_POOL_SIZE,
+            store_migrate: true,
             plugins_dir: None,
             cache_dir: None,
             secret_key_file: None,
@@ -200,6 +216,9 @@ pub struct Overrides {
 const SETTINGS: &[&str] = &[
     "listen",
     "data_dir",
+    "store",
+    "store_pool_size",
+    "store_migrate",
     "plugins_dir",
     "cache_dir",
     "secret_key_file",
@@ -266,6 +285,17 @@ impl ServeConfig {
             })
             .and_then(|()| config.plugin_limits().map(drop))
             .map_err(|message| format!("invalid configuration: {message}"))?;
+        if let Some(url) = config.store.as_deref().filter(|url| !url.trim().is_empty())
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "invalid configuration: store is {:?}; leave it empty for sled in the data dir, or give a PostgreSQL connection string, postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                redact_url(url)
+            ));
+        }
+        if config.store_pool_size == 0 {
+            return Err("invalid configuration: store_pool_size must be at least 1".into());
+        }
         let mut config = config;
         for (n, hash) in config.allowed_plugin_sha256.iter_mut().enumerate() {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -311,11 +341,39 @@ impl ServeConfig {
             .collect()
     }
 
+    /// Where the records live.
+    pub fn store_location(&self) -> crate::server::StoreLocation<'_> {
+        match self.store.as_deref().filter(|url| !url.trim().is_empty()) {
+            Some(url) => crate::server::StoreLocation::Postgres {
+                url,
+                pool_size: self.store_pool_size,
+                migrate: self.store_migrate,
+            },
+            None => crate::server::StoreLocation::Sled {
+                data_dir: &self.data_dir,
+                cache_bytes: self.db_cache_bytes,
+            },
+        }
+    }
+
     /// Where compiled components are cached.
     pub fn cache_dir(&self) -> PathBuf {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+}
+
+/// A connection string with its password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) if url.contains('@') => "[a connection string that does not parse]".into(),
+        Err(_) => url.to_owned(),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::identities::Identities;
 use crate::models::Models;
 use crate::registry::PluginRegistry;
 use crate::runtime::{HostRule, Runtime, RuntimeConfig};
-use crate::store::{Records, SledStore, migrate};
+use crate::store::{PgStore, Records, SledStore, migrate};
 use crate::tenancy::{Tenancy, bootstrap};
 
 pub use config::{LogFormat, Overrides, ServeConfig};
@@ -54,14 +54,77 @@ pub fn init_logging(config: &ServeConfig) {
     };
 }
 
-/// Opens the store of a data dir (its page cache holding at most
-/// `cache_bytes`) and brings it to the current schema.
-pub fn open_store(
-    data_dir: &std::path::Path,
-    cache_bytes: u64,
-) -> anyhow::Result<(SledStore, Records)> {
-    let store = SledStore::open_with_cache(data_dir, cache_bytes)?;
-    let records = Records::new(Arc::new(store.clone()));
+/// Where the records live: sled in a data dir, or a PostgreSQL database.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreLocation<'a> {
+    /// sled in `DATA_DIR/db`, its page cache holding at most `cache_bytes`.
+    Sled {
+        /// The data dir.
+        data_dir: &'a std::path::Path,
+        /// The page cache's bound.
+        cache_bytes: u64,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its connection string.
+        url: &'a str,
+        /// Connections opened at most.
+        pool_size: usize,
+        /// Whether an older schema is migrated (or refused).
+        migrate: bool,
+    },
+}
+
+/// An open store, to close when the server stops.
+#[derive(Clone)]
+pub enum OpenStore {
+    /// sled.
+    Sled(SledStore),
+    /// PostgreSQL.
+    Postgres(PgStore),
+}
+
+impl OpenStore {
+    /// Makes every write durable and closes the store.
+    pub fn close(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sled(store) => store.flush_blocking()?,
+            // Every write was durable when acknowledged.
+            Self::Postgres(_) => {}
+        }
+        Ok(())
+    }
+
+    /// What the log calls it.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sled(_) => "sled".into(),
+            Self::Postgres(store) => format!("postgres {}", store.target()),
+        }
+    }
+}
+
+/// Opens the store at `location` and brings it to the current schema.
+pub fn open_store(location: StoreLocation<'_>) -> anyhow::Result<(OpenStore, Records)> {
+    let (store, records) = match location {
+        StoreLocation::Sled {
+            data_dir,
+            cache_bytes,
+        } => {
+            let store = SledStore::open_with_cache(data_dir, cache_bytes)?;
+            let records = Records::new(Arc::new(store.clone()));
+            (OpenStore::Sled(store), records)
+        }
+        StoreLocation::Postgres {
+            url,
+            pool_size,
+            migrate,
+        } => {
+            let store = PgStore::open(url, pool_size, migrate)?;
+            let records = Records::new(Arc::new(store.clone()));
+            (OpenStore::Postgres(store), records)
+        }
+    };
     let version = migrate(&records)?;
     tracing::debug!(version, "store schema");
     Ok((store, records))
@@ -69,7 +132,11 @@ pub fn open_store(
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<()> {
-    let (store, records) = open_store(&config.data_dir, config.db_cache_bytes)?;
+    let (store, records) = open_store(config.store_location())?;
+    if let OpenStore::Postgres(store) = &store {
+        store.claim_serving()?;
+    }
+    tracing::info!(store = %store.describe(), "store open");
     let tenancy = Tenancy::new(records.clone());
     if let Some(path) = bootstrap(&tenancy, &config.data_dir)? {
         records.durable().await?;
@@ -363,7 +430,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
             "some action runs did not finish in time; they will be recovered at the next start"
         );
     }
-    store.flush_blocking()?;
+    store.close()?;
     tracing::info!("stopped; the store is flushed");
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! - The database carries a schema version ([`SCHEMA_VERSION`]); opening an
 //!   older one runs the migrations in [`migrate`], a newer one is refused.
 
+mod pg_store;
 mod sled_store;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use pg_store::{DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgStore};
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 /// The version of the record layout this build writes.
@@ -120,6 +122,9 @@ pub struct TxError(pub(crate) TxErrorKind);
 pub(crate) enum TxErrorKind {
     Abort(StoreError),
     Storage(sled_store::Unabortable),
+    /// A PostgreSQL read failed or conflicted: the store decides whether
+    /// to run the body again.
+    Retry,
 }
 
 impl From<StoreError> for TxError {

@@ -341,6 +341,9 @@ impl Committer {
                     Ok(Err(TxError(TxErrorKind::Storage(Unabortable(err))))) => {
                         return Err(ConflictableTransactionError::from(err));
                     }
+                    Ok(Err(TxError(TxErrorKind::Retry))) => results.push(Err(StoreError::Storage(
+                        "a PostgreSQL conflict in a sled transaction".into(),
+                    ))),
                     Err(_) => results.push(Err(StoreError::Storage(
                         "a transaction body panicked; nothing of it was written".into(),
                     ))),
@@ -582,6 +585,9 @@ impl Store for SledStore {
                 body(&tx).map_err(|TxError(kind)| match kind {
                     TxErrorKind::Abort(err) => ConflictableTransactionError::Abort(err),
                     TxErrorKind::Storage(Unabortable(err)) => err.into(),
+                    TxErrorKind::Retry => ConflictableTransactionError::Abort(StoreError::Storage(
+                        "a PostgreSQL conflict in a sled transaction".into(),
+                    )),
                 })
             },
         );

@@ -1,0 +1,835 @@
+//! The PostgreSQL implementation of [`Store`]: the same trees, keys and
+//! transactions as [`super::SledStore`], kept in a database that outlives
+//! the machine.
+//!
+//! - **Layout.** One table per tree (`records`, `index_entries`, `meta`),
+//!   each `(key bytea PRIMARY KEY, value bytea)`. `bytea` sorts as sled
+//!   does (byte-wise), so every range read of the host is a B-tree range
+//!   scan of the primary key.
+//! - **Client.** `tokio-postgres`, with its connections driven by a small
+//!   runtime of the store's own. The host reads and transacts
+//!   synchronously (a transaction body is a plain closure that may run
+//!   again), and a `tokio-postgres` client can be waited on from any
+//!   thread, so the store serves the synchronous [`Store`] trait without a
+//!   second, blocking driver. Callers on the server's runtime give up their
+//!   worker while they wait ([`tokio::task::block_in_place`]).
+//! - **Transactions** are `READ COMMITTED` with every read of a present key
+//!   taken `FOR UPDATE`, and a key read as absent then written is written
+//!   with a plain `INSERT`: two transactions that both saw it absent cannot
+//!   both commit (the second meets the primary key and runs again). That is
+//!   strict two-phase locking over point reads, which is serializable for
+//!   what [`Tx`] can do. Writes are staged and sent pipelined before
+//!   `COMMIT`. Serialization failures, deadlocks and those unique
+//!   violations run the body again, as sled's conflicts do.
+//! - **Durability.** A transaction is acknowledged once PostgreSQL has
+//!   committed it (with `synchronous_commit` at its default, `on`, after
+//!   the WAL is flushed; PostgreSQL groups the flushes of concurrent
+//!   commits itself), so [`Store::flush`] has nothing left to wait for.
+//! - **Faults.** A lost connection is a [`StoreError::Storage`] (the API
+//!   answers 503 `unavailable`); the next use opens a new one, so service
+//!   resumes when the database does, without a restart.
+//! - **Schema** migrations are versioned in `actionhost_schema` and run
+//!   under an advisory lock, so replicas starting together apply each once;
+//!   a database with a newer schema than this build is refused.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::{BoxFuture, CommitBody, Result, Store, StoreError, Tree, Tx, TxError, TxErrorKind};
+
+/// Connections a store opens at most, by default.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// The PostgreSQL schema, one migration per version, in order: version N is
+/// `MIGRATIONS[N - 1]`. Never edit a released migration; add one.
+const MIGRATIONS: &[&str] = &["CREATE TABLE records (key bytea PRIMARY KEY, value bytea NOT NULL);
+     CREATE TABLE index_entries (key bytea PRIMARY KEY, value bytea NOT NULL);
+     CREATE TABLE meta (key bytea PRIMARY KEY, value bytea NOT NULL);"];
+
+/// The version of the PostgreSQL schema this build writes.
+pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock migrations run under (any fixed number; "actionhost").
+const MIGRATION_LOCK: i64 = 0x6163_7469_6f6e_6801;
+/// The advisory lock the serving process holds, one per database.
+const SERVING_LOCK: i64 = 0x6163_7469_6f6e_6802;
+
+/// How long a caller waits for a free connection before the store answers
+/// that it is unavailable.
+const CHECKOUT_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a transaction runs again on conflicts before giving up.
+const MAX_ATTEMPTS: usize = 200;
+
+/// The PostgreSQL implementation of [`Store`].
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: tokio_postgres::Config,
+    /// `host:port/database`, for messages (never the password).
+    target: String,
+    /// Drives the connections; `None` once the store is dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+    max: usize,
+    /// The connection holding [`SERVING_LOCK`], while this process serves.
+    serving: Mutex<Option<Client>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime may block; the store can be dropped on the
+            // server's own runtime.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+struct Conn {
+    client: Client,
+    statements: RefCell<HashMap<String, Statement>>,
+}
+
+/// What went wrong with one attempt at a database operation.
+enum Fault {
+    /// A conflict with another transaction: run it again.
+    Retry,
+    /// The connection is gone: open another (a read may run again at once).
+    Gone(tokio_postgres::Error),
+    /// Anything else the database said.
+    Other(tokio_postgres::Error),
+}
+
+fn classify(err: tokio_postgres::Error) -> Fault {
+    match err.code() {
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::UNIQUE_VIOLATION =>
+        {
+            Fault::Retry
+        }
+        // The server shutting down or restarting ends the session.
+        Some(code)
+            if *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            Fault::Gone(err)
+        }
+        Some(_) => Fault::Other(err),
+        None => Fault::Gone(err),
+    }
+}
+
+/// Runs `f`, which blocks on the database, without starving the async
+/// runtime it may be called from.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn wait<F: std::future::Future>(future: F) -> F::Output {
+    futures_executor::block_on(future)
+}
+
+fn table(tree: Tree) -> &'static str {
+    match tree {
+        Tree::Records => "records",
+        Tree::Indexes => "index_entries",
+        Tree::Meta => "meta",
+    }
+}
+
+/// The first key after every key that starts with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn clamp(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `host:port/database` of a connection string, for messages.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{database}")
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`),
+    /// opening at most `pool_size` connections, and checks its schema:
+    /// `migrate` brings an older one to this build's, otherwise an older
+    /// schema is refused with a pointer to `actionhost migrate`.
+    pub fn open(url: &str, pool_size: usize, migrate: bool) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|err| {
+            StoreError::Storage(format!(
+                "the store setting is not a PostgreSQL connection string (postgres://USER:PASSWORD@HOST:PORT/DATABASE): {err}"
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        // A peer that vanishes without closing (a cut cable, a frozen VM)
+        // is noticed within seconds rather than hours.
+        config.keepalives_idle(Duration::from_secs(10));
+        config.tcp_user_timeout(Duration::from_secs(20));
+        if config.get_application_name().is_none() {
+            config.application_name("actionhost");
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("actionhost-postgres")
+            .enable_all()
+            .build()
+            .map_err(|err| StoreError::Storage(format!("cannot start the PostgreSQL driver: {err}")))?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                target: describe(&config),
+                config,
+                runtime: Some(runtime),
+                pool: Mutex::new(Pool::default()),
+                freed: Condvar::new(),
+                max: pool_size.max(1),
+                serving: Mutex::new(None),
+            }),
+        };
+        blocking(|| store.check_schema(migrate))?;
+        Ok(store)
+    }
+
+    /// `host:port/database`, for messages.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    fn unavailable(&self, err: &tokio_postgres::Error) -> StoreError {
+        // The source says what happened (refused, reset, timed out).
+        let cause = std::error::Error::source(err)
+            .map(|source| format!("{err}: {source}"))
+            .unwrap_or_else(|| err.to_string());
+        StoreError::Storage(format!(
+            "PostgreSQL at {} is unavailable: {cause}",
+            self.inner.target
+        ))
+    }
+
+    fn failed(&self, err: &tokio_postgres::Error) -> StoreError {
+        StoreError::Storage(format!("PostgreSQL at {}: {err}", self.inner.target))
+    }
+
+    fn connect(&self) -> Result<Client> {
+        let runtime = self
+            .inner
+            .runtime
+            .as_ref()
+            .ok_or_else(|| StoreError::Storage("the store is closed".into()))?;
+        let config = self.inner.config.clone();
+        let target = self.inner.target.clone();
+        let task = runtime.spawn(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::warn!(target = %target, %err, "a PostgreSQL connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        });
+        match wait(task) {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(err)) => Err(self.unavailable(&err)),
+            Err(err) => Err(StoreError::Storage(format!(
+                "the PostgreSQL driver failed: {err}"
+            ))),
+        }
+    }
+
+    /// A connection from the pool, or a new one while fewer than the
+    /// maximum are open.
+    fn checkout(&self) -> Result<Lease<'_>> {
+        let inner = &self.inner;
+        let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                if conn.client.is_closed() {
+                    pool.open -= 1;
+                    continue;
+                }
+                return Ok(Lease {
+                    store: self,
+                    conn: Some(conn),
+                });
+            }
+            if pool.open < inner.max {
+                pool.open += 1;
+                drop(pool);
+                return match self.connect() {
+                    Ok(client) => Ok(Lease {
+                        store: self,
+                        conn: Some(Conn {
+                            client,
+                            statements: RefCell::default(),
+                        }),
+                    }),
+                    Err(err) => {
+                        inner.pool.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                        inner.freed.notify_one();
+                        Err(err)
+                    }
+                };
+            }
+            let (guard, timeout) = inner
+                .freed
+                .wait_timeout(pool, CHECKOUT_WAIT)
+                .unwrap_or_else(|e| e.into_inner());
+            pool = guard;
+            if timeout.timed_out() && pool.idle.is_empty() && pool.open >= inner.max {
+                return Err(StoreError::Storage(format!(
+                    "all {} connections to PostgreSQL at {} stayed busy for {}s",
+                    inner.max,
+                    inner.target,
+                    CHECKOUT_WAIT.as_secs()
+                )));
+            }
+        }
+    }
+
+    /// Runs a read on a pooled connection; a connection found dead is
+    /// replaced and the read tried once more.
+    fn read<T>(&self, f: impl Fn(&Conn) -> std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+        blocking(|| {
+            let mut last = None;
+            for _ in 0..2 {
+                let mut lease = self.checkout()?;
+                match f(lease.conn()) {
+                    Ok(value) => return Ok(value),
+                    Err(err) => match classify(err) {
+                        Fault::Gone(err) => {
+                            lease.discard();
+                            last = Some(self.unavailable(&err));
+                        }
+                        Fault::Retry => {
+                            last = Some(StoreError::Storage("a read conflicted".into()))
+                        }
+                        Fault::Other(err) => return Err(self.failed(&err)),
+                    },
+                }
+            }
+            Err(last.unwrap_or_else(|| StoreError::Storage("no connection".into())))
+        })
+    }
+
+    /// Brings the schema to [`PG_SCHEMA_VERSION`] under the migration lock
+    /// (or, without `migrate`, only checks it); returns the version found.
+    fn check_schema(&self, migrate: bool) -> Result<i32> {
+        let mut lease = self.checkout()?;
+        let conn = lease.conn();
+        let run = || -> std::result::Result<std::result::Result<i32, StoreError>, tokio_postgres::Error> {
+            wait(conn.client.batch_execute(
+                "CREATE TABLE IF NOT EXISTS actionhost_schema (
+                     version integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now())",
+            ))?;
+            wait(conn.client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]))?;
+            let found: i32 = wait(conn.client.query_one(
+                "SELECT coalesce(max(version), 0) FROM actionhost_schema",
+                &[],
+            ))?
+            .get(0);
+            let outcome = if found > PG_SCHEMA_VERSION {
+                Err(StoreError::TooNew {
+                    found: u32::try_from(found).unwrap_or(u32::MAX),
+                    supported: PG_SCHEMA_VERSION as u32,
+                })
+            } else if found < PG_SCHEMA_VERSION && !migrate {
+                Err(StoreError::Storage(format!(
+                    "the database {} has schema version {found}, older than this build's {PG_SCHEMA_VERSION}, and migrations at start-up are switched off (store_migrate = false): run `actionhost migrate` first",
+                    self.inner.target
+                )))
+            } else {
+                for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+                    let version = n as i32 + 1;
+                    wait(conn.client.batch_execute("BEGIN"))?;
+                    wait(conn.client.batch_execute(sql))?;
+                    wait(conn.client.execute(
+                        "INSERT INTO actionhost_schema (version) VALUES ($1)",
+                        &[&version],
+                    ))?;
+                    wait(conn.client.batch_execute("COMMIT"))?;
+                    tracing::info!(version, target = %self.inner.target, "migrated the PostgreSQL schema");
+                }
+                Ok(found)
+            };
+            wait(conn.client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]))?;
+            Ok(outcome)
+        };
+        match run() {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                lease.discard();
+                Err(match classify(err) {
+                    Fault::Gone(err) => self.unavailable(&err),
+                    Fault::Retry => StoreError::Storage("migration conflicted".into()),
+                    Fault::Other(err) => self.failed(&err),
+                })
+            }
+        }
+    }
+
+    /// Brings the database's schema to this build's; returns the versions
+    /// before and after.
+    pub fn migrate(&self) -> Result<(i32, i32)> {
+        let found = blocking(|| self.check_schema(true))?;
+        Ok((found, PG_SCHEMA_VERSION))
+    }
+
+    /// Marks this process as the one serving the database, refusing if
+    /// another process does: this build runs one serving replica per
+    /// database. The mark lasts as long as the store.
+    pub fn claim_serving(&self) -> Result<()> {
+        blocking(|| {
+            let client = self.connect()?;
+            let held: bool = wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK]))
+                .map_err(|err| self.failed(&err))?
+                .get(0);
+            if !held {
+                return Err(StoreError::Storage(format!(
+                    "another actionhost is serving the database {}: this version runs one serving replica per database; stop the other one first",
+                    self.inner.target
+                )));
+            }
+            *self.inner.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(client);
+            Ok(())
+        })
+    }
+
+    /// Runs `body` in one transaction; see the module docs.
+    fn run_transaction(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()> {
+        let mut gone = 0;
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut lease = self.checkout()?;
+            match self.attempt(lease.conn(), body) {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Abort(err)) => return Err(err),
+                Err(Attempt::Retry) => {
+                    // Let the other transaction finish.
+                    std::thread::sleep(Duration::from_micros(
+                        50 * (attempt as u64 + 1).min(40),
+                    ));
+                }
+                Err(Attempt::Gone { err, committing }) => {
+                    lease.discard();
+                    gone += 1;
+                    // A connection that died before COMMIT was sent lost
+                    // nothing: try once more on a new one. After COMMIT the
+                    // outcome is unknown; the caller must see the failure.
+                    if committing || gone > 1 {
+                        return Err(self.unavailable(&err));
+                    }
+                }
+                Err(Attempt::Failed(err)) => {
+                    lease.discard();
+                    return Err(self.failed(&err));
+                }
+            }
+        }
+        Err(StoreError::Storage(format!(
+            "a transaction conflicted {MAX_ATTEMPTS} times in a row"
+        )))
+    }
+
+    fn attempt(
+        &self,
+        conn: &Conn,
+        body: &dyn Fn(&dyn Tx) -> Result<(), TxError>,
+    ) -> std::result::Result<(), Attempt> {
+        let fault = |err: tokio_postgres::Error, committing: bool| match classify(err) {
+            Fault::Retry => Attempt::Retry,
+            Fault::Gone(err) => Attempt::Gone { err, committing },
+            Fault::Other(err) => Attempt::Failed(err),
+        };
+        wait(conn.client.batch_execute("BEGIN")).map_err(|err| fault(err, false))?;
+        let tx = PgTx {
+            conn,
+            staged: RefCell::default(),
+            absent: RefCell::default(),
+            fault: RefCell::new(None),
+        };
+        let outcome = body(&tx);
+        let rollback = |attempt: Attempt| {
+            // A failed ROLLBACK leaves the connection useless; the next
+            // statement on it fails and it is replaced then.
+            let _ = wait(conn.client.batch_execute("ROLLBACK"));
+            Err(attempt)
+        };
+        if let Some(err) = tx.fault.borrow_mut().take() {
+            return rollback(fault(err, false));
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(TxError(TxErrorKind::Abort(err))) => return rollback(Attempt::Abort(err)),
+            Err(TxError(TxErrorKind::Retry)) => return rollback(Attempt::Retry),
+            Err(TxError(TxErrorKind::Storage(_))) => {
+                return rollback(Attempt::Abort(StoreError::Storage(
+                    "a sled conflict in a PostgreSQL transaction".into(),
+                )));
+            }
+        }
+        if let Err(err) = tx.apply() {
+            return rollback(fault(err, false));
+        }
+        wait(conn.client.batch_execute("COMMIT")).map_err(|err| fault(err, true))
+    }
+}
+
+enum Attempt {
+    Abort(StoreError),
+    Retry,
+    Gone {
+        err: tokio_postgres::Error,
+        committing: bool,
+    },
+    Failed(tokio_postgres::Error),
+}
+
+/// A pooled connection, returned to the pool when dropped (or closed, if
+/// it failed or a panic unwinds through it mid-transaction).
+struct Lease<'a> {
+    store: &'a PgStore,
+    conn: Option<Conn>,
+}
+
+impl Lease<'_> {
+    fn conn(&self) -> &Conn {
+        self.conn.as_ref().expect("a lease holds its connection until dropped")
+    }
+
+    fn discard(&mut self) {
+        if self.conn.take().is_some() {
+            let inner = &self.store.inner;
+            inner.pool.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+            inner.freed.notify_one();
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.discard();
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            let inner = &self.store.inner;
+            let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if conn.client.is_closed() {
+                pool.open -= 1;
+            } else {
+                pool.idle.push(conn);
+            }
+            drop(pool);
+            inner.freed.notify_one();
+        }
+    }
+}
+
+impl Conn {
+    /// The prepared statement for `sql`, prepared once per connection.
+    fn statement(&self, sql: &str) -> std::result::Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = wait(self.client.prepare(sql))?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, tokio_postgres::Error> {
+        let statement = self.statement(sql)?;
+        Ok(wait(self.client.query(&statement, params))?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+}
+
+/// A transaction in progress: reads go to the database (locking what they
+/// find), writes wait in `staged` until the body has run.
+struct PgTx<'a> {
+    conn: &'a Conn,
+    staged: RefCell<[BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
+    /// Keys this transaction read and did not find.
+    absent: RefCell<[HashSet<Vec<u8>>; 3]>,
+    /// The first database error of the body's reads.
+    fault: RefCell<Option<tokio_postgres::Error>>,
+}
+
+fn slot(tree: Tree) -> usize {
+    match tree {
+        Tree::Records => 0,
+        Tree::Indexes => 1,
+        Tree::Meta => 2,
+    }
+}
+
+const TREES: [Tree; 3] = [Tree::Records, Tree::Indexes, Tree::Meta];
+
+impl PgTx<'_> {
+    /// Sends the staged writes, pipelined, inside the open transaction.
+    fn apply(&self) -> std::result::Result<(), tokio_postgres::Error> {
+        let staged = self.staged.borrow();
+        let absent = self.absent.borrow();
+        let mut prepared = Vec::new();
+        for tree in TREES {
+            let name = table(tree);
+            let insert = self
+                .conn
+                .statement(&format!("INSERT INTO {name} (key, value) VALUES ($1, $2)"))?;
+            let upsert = self.conn.statement(&format!(
+                "INSERT INTO {name} (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ))?;
+            let delete = self
+                .conn
+                .statement(&format!("DELETE FROM {name} WHERE key = $1"))?;
+            for (key, value) in &staged[slot(tree)] {
+                let statement = match value {
+                    None => delete.clone(),
+                    // Read as absent: a concurrent writer of the same key
+                    // must make one of the two run again.
+                    Some(_) if absent[slot(tree)].contains(key) => insert.clone(),
+                    Some(_) => upsert.clone(),
+                };
+                prepared.push((statement, key, value));
+            }
+        }
+        let writes = prepared.iter().map(|(statement, key, value)| {
+            let client = &self.conn.client;
+            async move {
+                match value {
+                    Some(value) => client.execute(statement, &[key, value]).await,
+                    None => client.execute(statement, &[key]).await,
+                }
+            }
+        });
+        wait(futures_util::future::try_join_all(writes)).map(drop)
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        if let Some(value) = self.staged.borrow()[slot(tree)].get(key) {
+            return Ok(value.clone());
+        }
+        if self.fault.borrow().is_some() {
+            return Err(TxError(TxErrorKind::Retry));
+        }
+        let sql = format!("SELECT value FROM {} WHERE key = $1 FOR UPDATE", table(tree));
+        let found = self
+            .conn
+            .statement(&sql)
+            .and_then(|statement| wait(self.conn.client.query_opt(&statement, &[&key])));
+        match found {
+            Ok(Some(row)) => Ok(Some(row.get(0))),
+            Ok(None) => {
+                self.absent.borrow_mut()[slot(tree)].insert(key.to_vec());
+                Ok(None)
+            }
+            Err(err) => {
+                // The transaction is aborted; the attempt sorts out whether
+                // to run it again.
+                *self.fault.borrow_mut() = Some(err);
+                Err(TxError(TxErrorKind::Retry))
+            }
+        }
+    }
+
+    fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.staged.borrow_mut()[slot(tree)].insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxError> {
+        self.staged.borrow_mut()[slot(tree)].insert(key.to_vec(), None);
+        Ok(())
+    }
+}
+
+impl Store for PgStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let sql = format!("SELECT value FROM {} WHERE key = $1", table(tree));
+        self.read(|conn| {
+            let statement = conn.statement(&sql)?;
+            Ok(wait(conn.client.query_opt(&statement, &[&key]))?.map(|row| row.get(0)))
+        })
+    }
+
+    fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_range_open(tree, prefix, prefix_end(prefix).as_deref(), false, 0, usize::MAX)
+    }
+
+    fn scan_from(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = start.max(prefix);
+        self.scan_range_open(tree, start, prefix_end(prefix).as_deref(), false, 0, limit)
+    }
+
+    fn scan_range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: &[u8],
+        descending: bool,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.scan_range_open(tree, start, Some(end), descending, skip, limit)
+    }
+
+    fn count_range(&self, tree: Tree, start: &[u8], end: &[u8]) -> Result<usize> {
+        if start >= end {
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE key >= $1 AND key < $2",
+            table(tree)
+        );
+        self.read(|conn| {
+            let statement = conn.statement(&sql)?;
+            let count: i64 = wait(conn.client.query_one(&statement, &[&start, &end]))?.get(0);
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+
+    fn transact(&self, body: &dyn Fn(&dyn Tx) -> Result<(), TxError>) -> Result<()> {
+        blocking(|| self.run_transaction(body))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        // Every transaction was durable when it returned.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>> {
+        let store = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.run_transaction(&*body))
+                .await
+                .map_err(|err| StoreError::Storage(format!("a commit {err}")))?
+        })
+    }
+}
+
+impl PgStore {
+    fn scan_range_open(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        descending: bool,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let order = if descending { "DESC" } else { "ASC" };
+        let name = table(tree);
+        let (limit, skip) = (clamp(limit), clamp(skip));
+        match end {
+            Some(end) => {
+                let sql = format!(
+                    "SELECT key, value FROM {name} WHERE key >= $1 AND key < $2 \
+                     ORDER BY key {order} LIMIT $3 OFFSET $4"
+                );
+                self.read(|conn| conn.rows(&sql, &[&start, &end, &limit, &skip]))
+            }
+            None => {
+                let sql = format!(
+                    "SELECT key, value FROM {name} WHERE key >= $1 \
+                     ORDER BY key {order} LIMIT $2 OFFSET $3"
+                );
+                self.read(|conn| conn.rows(&sql, &[&start, &limit, &skip]))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends_follow_every_key_with_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xFF"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xFF\xFF"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn messages_name_the_database_and_never_the_password() {
+        let config: tokio_postgres::Config = "postgres://ada:s3cret@db.example:6543/actions"
+            .parse()
+            .expect("parses");
+        assert_eq!(describe(&config), "db.example:6543/actions");
+        let err = PgStore::open("postgres://ada:s3cret@db.example:6543/actions?sslmode=bogus", 1, true)
+            .err()
+            .expect("a bad option is refused");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+}
