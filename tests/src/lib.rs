@@ -9,6 +9,7 @@
 pub mod exec;
 pub mod faulty;
 pub mod models;
+pub mod postgres;
 pub mod providers;
 pub mod server;
 pub mod smtp;

@@ -26,6 +26,10 @@ pub struct Options {
     /// these lines is mounted over the real one, so that its real resolver
     /// (getaddrinfo) answers them. Needs root, as the tests have.
     pub hosts: Vec<String>,
+    /// The PostgreSQL database to store in; default: none (sled in the
+    /// data dir), or a fresh one with `ACTIONHOST_TEST_STORE=postgres`.
+    /// Kept across restarts.
+    pub store: Option<String>,
 }
 
 /// A running server. Stopped (SIGKILL) on drop.
@@ -99,7 +103,10 @@ impl Server {
         Self::launch(options, temp)
     }
 
-    fn launch(options: Options, temp: Arc<tempfile::TempDir>) -> Self {
+    fn launch(mut options: Options, temp: Arc<tempfile::TempDir>) -> Self {
+        if options.store.is_none() && crate::postgres::enabled() {
+            options.store = Some(crate::postgres::database());
+        }
         let data_dir = options
             .data_dir
             .clone()
@@ -162,6 +169,7 @@ impl Server {
             .env("ACTIONHOST_ALLOW_PRIVATE_NETWORK", "true")
             .env("ACTIONHOST_EXTRA_HOSTS", "[\"http://127.0.0.1:*\"]")
             .env("ACTIONHOST_LOG_LEVEL", "info,actionhost=debug")
+            .envs(options.store.iter().map(|url| ("ACTIONHOST_STORE", url.as_str())))
             .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -284,6 +292,11 @@ impl Server {
         server
     }
 
+    /// The PostgreSQL database this server stores in, if not sled.
+    pub fn store(&self) -> Option<&str> {
+        self.options.store.as_deref()
+    }
+
     /// Every response body received so far.
     pub fn bodies(&self) -> Vec<String> {
         self.bodies
@@ -374,6 +387,15 @@ impl Server {
         let log = self.log();
         if let Some(secret) = crate::providers::contains_secret(&log, secrets) {
             panic!("the server log carries the credential {secret:?}");
+        }
+        if let Some(url) = &self.options.store {
+            let bytes = crate::postgres::dump(url);
+            for secret in secrets {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "the database {url} holds the credential {secret:?} in plain text"
+                );
+            }
         }
         for entry in walk(&self.data_dir.join("db")) {
             let bytes = std::fs::read(&entry).unwrap_or_default();

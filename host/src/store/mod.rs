@@ -18,6 +18,8 @@
 //! - The database carries a schema version ([`SCHEMA_VERSION`]); opening an
 //!   older one runs the migrations in [`migrate`], a newer one is refused.
 
+#[doc(hidden)]
+pub mod conformance;
 mod pg_store;
 mod sled_store;
 
@@ -665,35 +667,8 @@ pub fn migrate(records: &Records) -> Result<u32> {
 
 #[cfg(test)]
 mod tests {
+    use super::conformance;
     use super::*;
-
-    #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-    struct Note {
-        id: String,
-        owner: String,
-        slug: String,
-    }
-
-    impl Record for Note {
-        const COLLECTION: &'static str = "notes";
-        fn id(&self) -> &str {
-            &self.id
-        }
-        fn indexes(&self) -> Vec<IndexEntry> {
-            vec![
-                IndexEntry::multi("notes_by_owner", &self.owner),
-                IndexEntry::unique("notes_by_slug", &self.slug),
-            ]
-        }
-    }
-
-    fn note(id: &str, owner: &str, slug: &str) -> Note {
-        Note {
-            id: id.into(),
-            owner: owner.into(),
-            slug: slug.into(),
-        }
-    }
 
     fn records() -> (tempfile::TempDir, Records) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -703,198 +678,47 @@ mod tests {
 
     #[test]
     fn indexes_follow_their_records() {
-        let (_dir, records) = records();
-        records.insert(&note("1", "ada", "first")).expect("insert");
-        records.insert(&note("2", "ada", "second")).expect("insert");
-        assert_eq!(
-            records
-                .list_by::<Note>("notes_by_owner", "ada")
-                .expect("list")
-                .len(),
-            2
-        );
-        records
-            .update::<Note>("2", |n| {
-                n.owner = "grace".into();
-                Ok(())
-            })
-            .expect("update");
-        assert_eq!(
-            records
-                .list_by::<Note>("notes_by_owner", "ada")
-                .expect("list")
-                .len(),
-            1
-        );
-        assert_eq!(
-            records
-                .list_by::<Note>("notes_by_owner", "grace")
-                .expect("list")
-                .len(),
-            1
-        );
-        records.remove::<Note>("1").expect("remove");
-        assert!(
-            records
-                .list_by::<Note>("notes_by_owner", "ada")
-                .expect("list")
-                .is_empty()
-        );
-        assert!(
-            records
-                .find_unique("notes_by_slug", "first")
-                .expect("find")
-                .is_none()
-        );
+        conformance::indexes_follow_their_records(&records().1);
     }
 
     #[test]
     fn index_ranges_read_both_ways_with_bounds_skip_and_count() {
-        let (_dir, records) = records();
-        for (id, owner) in [
-            ("a", "t1\u{0}0003"),
-            ("b", "t1\u{0}0001"),
-            ("c", "t1\u{0}0002"),
-            ("d", "t2\u{0}0001"),
-        ] {
-            records.insert(&note(id, owner, id)).expect("insert");
-        }
-        let ids = |pairs: Vec<(String, String)>| -> Vec<String> {
-            pairs.into_iter().map(|(_, id)| id).collect()
-        };
-        let all = records
-            .index_range("notes_by_owner", "t1\0", None, None, false, 0, 10)
-            .expect("range");
-        assert_eq!(all[0], ("t1\u{0}0001".to_owned(), "b".to_owned()));
-        assert_eq!(ids(all), ["b", "c", "a"]);
-        let newest = records
-            .index_range("notes_by_owner", "t1\0", None, None, true, 1, 1)
-            .expect("range");
-        assert_eq!(ids(newest), ["c"]);
-        let bounded = records
-            .index_range(
-                "notes_by_owner",
-                "t1\0",
-                Some("0002"),
-                Some("0003"),
-                false,
-                0,
-                10,
-            )
-            .expect("range");
-        assert_eq!(ids(bounded), ["c"]);
-        assert_eq!(
-            records
-                .index_count("notes_by_owner", "t1\0", None, None)
-                .expect("count"),
-            3
-        );
-        assert_eq!(
-            records
-                .index_count("notes_by_owner", "t2\0", None, None)
-                .expect("count"),
-            1
-        );
-        assert_eq!(
-            records
-                .index_count("notes_by_owner", "t3\0", None, None)
-                .expect("count"),
-            0
-        );
+        conformance::index_ranges_read_both_ways_with_bounds_skip_and_count(&records().1);
     }
 
     #[test]
     fn a_unique_value_has_one_owner_and_a_failed_write_leaves_nothing() {
-        let (_dir, records) = records();
-        records.insert(&note("1", "ada", "same")).expect("insert");
-        let err = records
-            .insert(&note("2", "bob", "same"))
-            .expect_err("duplicate slug");
-        assert!(err.to_string().contains("already belongs to 1"), "{err}");
-        assert!(records.get::<Note>("2").expect("get").is_none());
-        assert!(
-            records
-                .list_by::<Note>("notes_by_owner", "bob")
-                .expect("list")
-                .is_empty()
-        );
+        conformance::a_unique_value_has_one_owner_and_a_failed_write_leaves_nothing(&records().1);
     }
 
     #[tokio::test]
     async fn concurrent_commits_each_land_or_leave_nothing() {
-        let (_dir, records) = records();
-        records
-            .insert(&note("taken", "ada", "dup"))
-            .expect("insert");
-        // Many commits at once share transactions; the ones that claim a
-        // taken slug fail alone, after writing their own note first.
-        let commits: Vec<_> = (0..200)
-            .map(|i| {
-                let records = records.clone();
-                tokio::spawn(async move {
-                    let slug = if i % 10 == 0 {
-                        "dup".to_owned()
-                    } else {
-                        format!("slug-{i}")
-                    };
-                    let id = format!("n{i}");
-                    records
-                        .commit(move |tx| {
-                            tx.insert(&note(&id, "bob", &format!("other-{id}")))?;
-                            tx.put(&note(&format!("{id}-b"), "bob", &slug))?;
-                            Ok(id.clone())
-                        })
-                        .await
-                })
-            })
-            .collect();
-        for (i, commit) in commits.into_iter().enumerate() {
-            let outcome = commit.await.expect("task");
-            let id = format!("n{i}");
-            if i % 10 == 0 {
-                let err = outcome.expect_err("a taken slug");
-                assert!(
-                    err.to_string().contains("already belongs to taken"),
-                    "{err}"
-                );
-                assert!(records.get::<Note>(&id).expect("get").is_none(), "{id}");
-            } else {
-                assert_eq!(outcome.expect("commit"), id);
-                assert!(records.get::<Note>(&id).expect("get").is_some(), "{id}");
-            }
-        }
-        assert_eq!(
-            records.ids_by("notes_by_owner", "bob").expect("ids").len(),
-            180 * 2
-        );
+        conformance::concurrent_commits_each_land_or_leave_nothing(&records().1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_updates_lose_nothing_and_one_claim_wins() {
+        conformance::racing_updates_lose_nothing_and_one_claim_wins(&records().1).await;
+    }
+
+    #[tokio::test]
+    async fn removals_in_batches_take_what_is_listed() {
+        conformance::removals_in_batches_take_what_is_listed(&records().1).await;
     }
 
     #[tokio::test]
     async fn a_committed_write_survives_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let records = Records::new(Arc::new(SledStore::open(dir.path()).expect("open")));
-            records
-                .put_durably(note("1", "ada", "kept"))
-                .await
-                .expect("commit");
-            // A panicking body is reported, and the committer goes on.
-            let err = records
-                .commit(|_| -> Result<(), TxError> { panic!("a bug in a body") })
-                .await
-                .expect_err("panicked");
-            assert!(err.to_string().contains("panicked"), "{err}");
-            records
-                .put_durably(note("2", "ada", "also"))
-                .await
-                .expect("commit after a panic");
-        }
-        // Dropping the store joined its committer and closed the database.
-        let records = Records::new(Arc::new(SledStore::open(dir.path()).expect("reopen")));
-        assert_eq!(
-            records.ids_by("notes_by_owner", "ada").expect("ids"),
-            ["1", "2"]
-        );
+        // Dropping a store joins its committer and closes the database.
+        conformance::a_committed_write_survives_reopening(|| {
+            Records::new(Arc::new(SledStore::open(dir.path()).expect("open")))
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn schema_version_is_stored_and_a_newer_one_refused() {
+        conformance::schema_version_is_stored_and_a_newer_one_refused(&records().1).await;
     }
 
     #[test]
@@ -929,17 +753,5 @@ mod tests {
         assert!(err.to_string().contains("is incomplete"), "{err}");
         std::fs::remove_file(dir.path().join("db.generation")).expect("remove marker");
         SledStore::open(dir.path()).expect("opens without the marker");
-    }
-
-    #[tokio::test]
-    async fn schema_version_is_stored_and_a_newer_one_refused() {
-        let (_dir, records) = records();
-        assert_eq!(migrate(&records).expect("migrate"), SCHEMA_VERSION);
-        records.durable().await.expect("flush");
-        records.set_meta("schema_version", b"99").expect("set");
-        assert!(matches!(
-            migrate(&records),
-            Err(StoreError::TooNew { found: 99, .. })
-        ));
     }
 }

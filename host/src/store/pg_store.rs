@@ -14,11 +14,12 @@
 //!   second, blocking driver. Callers on the server's runtime give up their
 //!   worker while they wait ([`tokio::task::block_in_place`]).
 //! - **Transactions** are `READ COMMITTED` with every read of a present key
-//!   taken `FOR UPDATE`, and a key read as absent then written is written
-//!   with a plain `INSERT`: two transactions that both saw it absent cannot
-//!   both commit (the second meets the primary key and runs again). That is
-//!   strict two-phase locking over point reads, which is serializable for
-//!   what [`Tx`] can do. Writes are staged and sent pipelined before
+//!   taken `FOR UPDATE`, each key read once (later reads answer the same),
+//!   and a key read as absent then written is written with a plain
+//!   `INSERT`: two transactions that both saw it absent cannot both commit
+//!   (the second meets the primary key and runs again). That is strict
+//!   two-phase locking over point reads, which is serializable for what
+//!   [`Tx`] can do. Writes are staged and sent pipelined before
 //!   `COMMIT`. Serialization failures, deadlocks and those unique
 //!   violations run the body again, as sled's conflicts do.
 //! - **Durability.** A transaction is acknowledged once PostgreSQL has
@@ -33,7 +34,7 @@
 //!   a database with a newer schema than this build is refused.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -492,7 +493,7 @@ impl PgStore {
         let tx = PgTx {
             conn,
             staged: RefCell::default(),
-            absent: RefCell::default(),
+            seen: RefCell::default(),
             fault: RefCell::new(None),
         };
         let outcome = body(&tx);
@@ -604,8 +605,10 @@ impl Conn {
 struct PgTx<'a> {
     conn: &'a Conn,
     staged: RefCell<[BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
-    /// Keys this transaction read and did not find.
-    absent: RefCell<[HashSet<Vec<u8>>; 3]>,
+    /// What this transaction's reads found: later reads of a key answer
+    /// the same (present keys are locked; an absent one that appears in
+    /// the meantime makes the commit's `INSERT` fail and the body run again).
+    seen: RefCell<[HashMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
     /// The first database error of the body's reads.
     fault: RefCell<Option<tokio_postgres::Error>>,
 }
@@ -624,7 +627,7 @@ impl PgTx<'_> {
     /// Sends the staged writes, pipelined, inside the open transaction.
     fn apply(&self) -> std::result::Result<(), tokio_postgres::Error> {
         let staged = self.staged.borrow();
-        let absent = self.absent.borrow();
+        let seen = self.seen.borrow();
         let mut prepared = Vec::new();
         for tree in TREES {
             let name = table(tree);
@@ -643,7 +646,7 @@ impl PgTx<'_> {
                     None => delete.clone(),
                     // Read as absent: a concurrent writer of the same key
                     // must make one of the two run again.
-                    Some(_) if absent[slot(tree)].contains(key) => insert.clone(),
+                    Some(_) if matches!(seen[slot(tree)].get(key), Some(None)) => insert.clone(),
                     Some(_) => upsert.clone(),
                 };
                 prepared.push((statement, key, value));
@@ -667,6 +670,9 @@ impl Tx for PgTx<'_> {
         if let Some(value) = self.staged.borrow()[slot(tree)].get(key) {
             return Ok(value.clone());
         }
+        if let Some(value) = self.seen.borrow()[slot(tree)].get(key) {
+            return Ok(value.clone());
+        }
         if self.fault.borrow().is_some() {
             return Err(TxError(TxErrorKind::Retry));
         }
@@ -676,10 +682,10 @@ impl Tx for PgTx<'_> {
             .statement(&sql)
             .and_then(|statement| wait(self.conn.client.query_opt(&statement, &[&key])));
         match found {
-            Ok(Some(row)) => Ok(Some(row.get(0))),
-            Ok(None) => {
-                self.absent.borrow_mut()[slot(tree)].insert(key.to_vec());
-                Ok(None)
+            Ok(row) => {
+                let value: Option<Vec<u8>> = row.map(|row| row.get(0));
+                self.seen.borrow_mut()[slot(tree)].insert(key.to_vec(), value.clone());
+                Ok(value)
             }
             Err(err) => {
                 // The transaction is aborted; the attempt sorts out whether
