@@ -1020,6 +1020,12 @@ fn a_restart_keeps_keys_accounts_and_execution_records() {
 fn keys_create_mints_a_scoped_key_offline_and_refuses_unknown_scopes() {
     let data = tempfile::tempdir().expect("temp");
     let data_dir = data.path().join("data");
+    // On PostgreSQL, the key goes into the database the server then uses.
+    let store = actionhost_tests::postgres::enabled().then(actionhost_tests::postgres::database);
+    let store_env: Vec<(&str, &str)> = store
+        .iter()
+        .map(|url| ("ACTIONHOST_STORE", url.as_str()))
+        .collect();
     let output = std::process::Command::new(actionhost_tests::actionhost_bin())
         .args([
             "keys",
@@ -1031,6 +1037,7 @@ fn keys_create_mints_a_scoped_key_offline_and_refuses_unknown_scopes() {
             "--data-dir",
         ])
         .arg(&data_dir)
+        .envs(store_env.iter().copied())
         .output()
         .expect("run keys create");
     assert!(
@@ -1056,6 +1063,7 @@ fn keys_create_mints_a_scoped_key_offline_and_refuses_unknown_scopes() {
             "--data-dir",
         ])
         .arg(&data_dir)
+        .envs(store_env.iter().copied())
         .output()
         .expect("run keys create");
     assert_eq!(bad.status.code(), Some(2));
@@ -1063,6 +1071,7 @@ fn keys_create_mints_a_scoped_key_offline_and_refuses_unknown_scopes() {
 
     let server = Server::start_with(Options {
         data_dir: Some(data_dir),
+        store,
         ..Options::default()
     });
     let status = server.call("GET", "/v1/auth/status", Some(&key), None);

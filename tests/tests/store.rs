@@ -135,3 +135,114 @@ fn schema_versions_migrate_forward_and_a_newer_database_is_refused() {
     let err = PgStore::open(&url, 2, true).err().expect("refused");
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
 }
+
+/// Creates no-op actions (held for approval, so they stay as they are) from
+/// two clients, each with an Idempotency-Key; a 503 is retried with the
+/// same key later. Returns, per key, the id of its action once created.
+fn create_until(
+    url: &str,
+    key: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    worker: usize,
+) -> (Vec<(String, String)>, usize) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let mut created = Vec::new();
+    let mut unavailable = 0;
+    let mut pending: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let idempotency = match pending.take() {
+            Some(key) => key,
+            None if stop.load(std::sync::atomic::Ordering::Relaxed) => break,
+            None => {
+                n += 1;
+                format!("w{worker}-{n}")
+            }
+        };
+        let answer = client
+            .post(format!("{url}/v1/actions"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", &idempotency)
+            .json(&serde_json::json!({
+                "type": "noop", "params": {}, "identity_id": "ada",
+                "item_id": idempotency, "require_approval": true
+            }))
+            .send()
+            .expect("the server answers while the database is down");
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().expect("JSON");
+        match status {
+            200 | 201 => {
+                let id = body["action_id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no id in {body}"))
+                    .to_owned();
+                created.push((idempotency, id));
+            }
+            503 => {
+                assert_eq!(body["errorCode"], "unavailable", "{body}");
+                assert_eq!(body["retryable"], true, "{body}");
+                unavailable += 1;
+                pending = Some(idempotency);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => panic!("only 503s while the database is down, not {other}: {body}"),
+        }
+    }
+    (created, unavailable)
+}
+
+#[test]
+fn postgres_stopped_and_started_under_load_answers_503_then_serves_and_loses_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = postgres::Cluster::start();
+    let server = actionhost_tests::server::Server::start_with(actionhost_tests::server::Options {
+        store: Some(cluster.url("postgres")),
+        ..Default::default()
+    });
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|worker| {
+            let (url, key, stop) = (server.url.clone(), server.admin_key.clone(), stop.clone());
+            std::thread::spawn(move || create_until(&url, &key, &stop, worker))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    cluster.stop();
+    // Down: reads and writes answer 503, and the server stays up.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let down = server.get("/v1/actions");
+    assert_eq!(down.status, 503, "{}", down.text);
+    cluster.resume();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let mut created = Vec::new();
+    let mut unavailable = 0;
+    for worker in workers {
+        let (mine, refused) = worker.join().expect("a client failed");
+        created.extend(mine);
+        unavailable += refused;
+    }
+    assert!(unavailable > 0, "the clients met the outage");
+    assert!(created.len() > 20, "the clients got work done: {}", created.len());
+    // Every key created exactly one action, and every acknowledged one is there.
+    let list = server.get("/v1/actions?limit=1");
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(
+        list.json["pagination"]["total_items"],
+        created.len(),
+        "one action per Idempotency-Key, none lost and none doubled"
+    );
+    for (key, id) in &created {
+        let action = server.get(&format!("/v1/actions/{id}"));
+        assert_eq!(action.status, 200, "{key}: {}", action.text);
+    }
+    eprintln!(
+        "{} actions created, {} requests answered 503 while the database was down",
+        created.len(),
+        unavailable
+    );
+}

@@ -581,6 +581,9 @@ pub fn bootstrap(tenancy: &Tenancy, data_dir: &Path) -> anyhow::Result<Option<Pa
     if !tenancy.tenants()?.is_empty() {
         return Ok(None);
     }
+    // Before the tenant exists: a key that cannot be written is not minted.
+    std::fs::create_dir_all(data_dir)
+        .map_err(|err| anyhow::anyhow!("cannot create {}: {err}", data_dir.display()))?;
     let (_tenant, _user, key) =
         tenancy.create_tenant_with_admin("default", "admin@localhost", Scope::ALL.to_vec())?;
     let path = admin_key_path(data_dir);
