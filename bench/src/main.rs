@@ -16,6 +16,7 @@ mod report;
 mod sections;
 mod server;
 mod stats;
+mod store;
 
 use std::path::PathBuf;
 
@@ -51,7 +52,7 @@ impl Settings {
 const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
        actionhost-bench sled-floor DIR RATE SECONDS RECORD_BYTES CACHE_BYTES
-sections: inprocess, http, mcp, scheduler, contacts, agents, startup, memory, hostile, soak
+sections: inprocess, http, mcp, scheduler, store, contacts, agents, startup, memory, hostile, soak
 (--only writes target/bench-partial/results.json unless --out says otherwise:
 a partial run never replaces bench/results.json)";
 

@@ -136,11 +136,11 @@ pub(crate) fn launch<'a>(settings: &'a Settings, dir: &'a Path, cache: &'a Path)
 }
 
 /// The environment of a server whose scheduler stays off.
-fn scheduler_off() -> Vec<(&'static str, String)> {
+pub(crate) fn scheduler_off() -> Vec<(&'static str, String)> {
     vec![("ACTIONHOST_SCHEDULER__ENABLED", "false".into())]
 }
 
-fn rfc3339(time: SystemTime) -> String {
+pub(crate) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
@@ -190,6 +190,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
     if settings.wants("scheduler") {
         println!("== scheduler");
         scheduler(settings, &budget, &mut results)?;
+    }
+    if settings.wants("store") {
+        println!("== the stores: sled and PostgreSQL, beside pgbench");
+        crate::store::run(settings, &budget, &mut results)?;
     }
     if settings.wants("hostile") {
         println!("== hostile plugins beside steady traffic");
@@ -354,15 +358,15 @@ fn http(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::
 
 /// What [`wrk_runs`] saw: the responses that were right, all runs
 /// together, and the median run.
-struct Measured {
-    ok: u64,
-    middle: load::Point,
+pub(crate) struct Measured {
+    pub(crate) ok: u64,
+    pub(crate) middle: load::Point,
 }
 
 /// `budget.wrk_runs` wrk runs of `work` at `port` with `connections`
 /// connections; pushes `ID.rps` (every run) and `ID.p99_ms` (the median
 /// run's), named `NAME: …`.
-fn wrk_runs(
+pub(crate) fn wrk_runs(
     settings: &Settings,
     budget: &Budget,
     results: &mut Results,
