@@ -19,7 +19,11 @@ use crate::sections::{
 use crate::server::{Launch, post, send_many};
 use crate::stats::Figure;
 
-pub(crate) fn run(settings: &Settings, budget: &Budget, results: &mut Results) -> anyhow::Result<()> {
+pub(crate) fn run(
+    settings: &Settings,
+    budget: &Budget,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     let cluster = start_cluster(settings)?;
     let noop = artifact(settings, "target/fixtures/fixture-noop.wasm")?;
     let cache = cache(settings);
@@ -165,7 +169,10 @@ fn database(cluster: &str, what: &str) -> anyhow::Result<String> {
             .duration_since(SystemTime::UNIX_EPOCH)?
             .as_millis()
     );
-    psql(&format!("{cluster}/postgres"), &format!("CREATE DATABASE {name}"))?;
+    psql(
+        &format!("{cluster}/postgres"),
+        &format!("CREATE DATABASE {name}"),
+    )?;
     Ok(format!("{cluster}/{name}"))
 }
 

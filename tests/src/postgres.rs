@@ -129,7 +129,15 @@ impl Cluster {
         };
         cluster.as_postgres(
             "initdb",
-            &["-D", &cluster.data(), "-A", "trust", "-U", "postgres", "--no-sync"],
+            &[
+                "-D",
+                &cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
         );
         cluster.resume();
         cluster
@@ -174,7 +182,16 @@ impl Cluster {
         let log = self.dir.path().join("server.log").display().to_string();
         self.as_postgres(
             "pg_ctl",
-            &["-D", &self.data(), "-l", &log, "-w", "-o", &options, "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-o",
+                &options,
+                "start",
+            ],
         );
     }
 }

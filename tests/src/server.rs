@@ -169,7 +169,12 @@ impl Server {
             .env("ACTIONHOST_ALLOW_PRIVATE_NETWORK", "true")
             .env("ACTIONHOST_EXTRA_HOSTS", "[\"http://127.0.0.1:*\"]")
             .env("ACTIONHOST_LOG_LEVEL", "info,actionhost=debug")
-            .envs(options.store.iter().map(|url| ("ACTIONHOST_STORE", url.as_str())))
+            .envs(
+                options
+                    .store
+                    .iter()
+                    .map(|url| ("ACTIONHOST_STORE", url.as_str())),
+            )
             .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

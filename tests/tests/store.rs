@@ -56,7 +56,7 @@ async fn a_committed_write_survives_reopening() {
     conformance::a_committed_write_survives_reopening(|| open(&url)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_version_is_stored_and_a_newer_one_refused() {
     conformance::schema_version_is_stored_and_a_newer_one_refused(&fresh()).await;
 }
@@ -73,7 +73,9 @@ fn a_database_out_of_reach_is_named_and_its_password_is_not() {
     let err = PgStore::open(&url, 2, true).err().expect("refused");
     let message = err.to_string();
     assert!(
-        message.contains(&format!("PostgreSQL at 127.0.0.1:{port}/actions is unavailable")),
+        message.contains(&format!(
+            "PostgreSQL at 127.0.0.1:{port}/actions is unavailable"
+        )),
         "{message}"
     );
     assert!(message.to_lowercase().contains("refused"), "{message}");
@@ -91,7 +93,10 @@ fn a_database_out_of_reach_is_named_and_its_password_is_not() {
         .expect("run actionhost serve");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("127.0.0.1:{port}/actions")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}/actions")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
 
@@ -227,7 +232,11 @@ fn postgres_stopped_and_started_under_load_answers_503_then_serves_and_loses_not
         unavailable += refused;
     }
     assert!(unavailable > 0, "the clients met the outage");
-    assert!(created.len() > 20, "the clients got work done: {}", created.len());
+    assert!(
+        created.len() > 20,
+        "the clients got work done: {}",
+        created.len()
+    );
     // Every key created exactly one action, and every acknowledged one is there.
     let list = server.get("/v1/actions?limit=1");
     assert_eq!(list.status, 200, "{}", list.text);
@@ -245,4 +254,153 @@ fn postgres_stopped_and_started_under_load_answers_503_then_serves_and_loses_not
         created.len(),
         unavailable
     );
+}
+
+#[test]
+fn store_copy_moves_a_sled_store_into_postgres_and_the_server_answers_the_same() {
+    use actionhost_tests::server::{Options, Server};
+    use serde_json::json;
+    const TOKEN: &str = "copy-test-token-5f0c2a9e";
+    let server = Server::start_with(Options {
+        store: None,
+        ..Options::default()
+    });
+    assert!(server.store().is_none(), "the source runs on sled");
+    let ok = |answer: &actionhost_tests::server::Answer| {
+        assert!(answer.status < 300, "{} {}", answer.status, answer.text);
+        answer.json.clone()
+    };
+    // Every kind of record: an auth config and an account with a sealed
+    // credential, a second key, a contact, actions in three states with
+    // their history, and an execution.
+    let config = ok(&server.post(
+        "/api/v1/auth-configs",
+        &json!({ "appName": "hubspot", "scheme": { "type": "bearer" } }),
+    ));
+    ok(&server.post(
+        "/api/v1/connectedAccounts",
+        &json!({ "authConfigId": config["id"], "entityId": "ada", "credentials": { "token": TOKEN } }),
+    ));
+    ok(&server.post("/v1/api-keys", &json!({ "scopes": ["actions:read"] })));
+    ok(&server.post(
+        "/v1/contacts",
+        &json!({ "email": "ada@example.com", "properties": { "name": "Ada" } }),
+    ));
+    let done = ok(&server.post(
+        "/v1/actions",
+        &json!({ "type": "noop", "params": { "echo": "hi" }, "identity_id": "ada", "direct": true }),
+    ));
+    let held = ok(&server.post(
+        "/v1/actions",
+        &json!({ "type": "noop", "params": {}, "identity_id": "ada", "require_approval": true }),
+    ));
+    let rejected = ok(&server.post(
+        "/v1/actions",
+        &json!({ "type": "noop", "params": {}, "identity_id": "ada", "require_approval": true }),
+    ));
+    ok(&server.post(
+        &format!(
+            "/v1/actions/{}/approve",
+            rejected["action_id"].as_str().expect("id")
+        ),
+        &json!({ "action": "reject", "comment": "not now" }),
+    ));
+    // The direct one has run (its execution recorded) before the stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done_path = format!("/v1/actions/{}", done["action_id"].as_str().expect("id"));
+    while server.get(&done_path).json["action"]["status"] != "succeeded" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.get(&done_path).text
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let paths = [
+        "/v1/actions?limit=100".to_owned(),
+        done_path.clone(),
+        format!("/v1/actions/{}", held["action_id"].as_str().expect("id")),
+        format!(
+            "/v1/actions/{}",
+            rejected["action_id"].as_str().expect("id")
+        ),
+        "/api/v1/connectedAccounts".to_owned(),
+        "/api/v1/auth-configs".to_owned(),
+        "/v1/api-keys".to_owned(),
+        "/v1/contacts".to_owned(),
+    ];
+    let get = |server: &Server, path: &str| {
+        let answer = server.get(path);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+        answer.json.to_string()
+    };
+    let before: Vec<String> = paths.iter().map(|path| get(&server, path)).collect();
+    assert!(before[1].contains("succeeded"), "{}", before[1]);
+
+    // While the server runs, the copy is refused: its store is in use.
+    let url = postgres::database();
+    let data_dir = server.data_dir.clone();
+    let copy = || {
+        std::process::Command::new(actionhost_tests::actionhost_bin())
+            .args(["store", "copy", "--from"])
+            .arg(&data_dir)
+            .arg("--to")
+            .arg(&url)
+            .output()
+            .expect("run store copy")
+    };
+    let busy = copy();
+    assert_eq!(
+        busy.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("stop it first"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+
+    let mut server = server;
+    assert_eq!(server.stop(), Some(0));
+    let copied = copy();
+    let report = String::from_utf8_lossy(&copied.stderr).into_owned();
+    assert!(copied.status.success(), "{report}");
+    for tree in ["records", "index entries", "metadata"] {
+        let line = report
+            .lines()
+            .find(|line| line.starts_with(&format!("{tree}: ")))
+            .unwrap_or_else(|| panic!("no count of {tree}: {report}"));
+        let counts: Vec<&str> = line
+            .split_whitespace()
+            .filter(|word| word.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert_eq!(counts.len(), 2, "{line}");
+        assert_eq!(counts[0], counts[1], "{line}");
+        assert_ne!(counts[0], "0", "{line}");
+    }
+    // The credential is still sealed in PostgreSQL.
+    assert!(
+        !postgres::dump(&url)
+            .windows(TOKEN.len())
+            .any(|w| w == TOKEN.as_bytes()),
+        "the copied database holds the credential in plain text"
+    );
+    // A second copy into the same database is refused.
+    let again = copy();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("empty database"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The server on PostgreSQL, same data dir (keys, secret key): the same answers.
+    let server = server.restart_with(|options| options.store = Some(url.clone()));
+    assert_eq!(server.store(), Some(url.as_str()));
+    for (path, was) in paths.iter().zip(&before) {
+        assert_eq!(&get(&server, path), was, "{path}");
+    }
+    server.assert_no_leak(&[TOKEN]);
 }

@@ -23,7 +23,12 @@ pub struct CreateArgs {
     #[arg(long, value_name = "DIR", default_value = "data")]
     data_dir: PathBuf,
     /// The PostgreSQL store (`postgres://…`), if the server uses one.
-    #[arg(long, env = "ACTIONHOST_STORE", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ACTIONHOST_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     store: Option<String>,
     /// The user's e-mail; the user is created if new.
     #[arg(long, value_name = "EMAIL")]
@@ -72,8 +77,8 @@ impl CreateArgs {
                 cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             },
         };
-        let (_store, records) = open_store(location)
-            .map_err(|err| CliError::Failed(format!("{err:#}")))?;
+        let (_store, records) =
+            open_store(location).map_err(|err| CliError::Failed(format!("{err:#}")))?;
         let tenancy = Tenancy::new(records.clone());
         if let Some(path) = bootstrap(&tenancy, &self.data_dir)
             .map_err(|err| CliError::Failed(format!("{err:#}")))?

@@ -12,6 +12,7 @@ mod migrate;
 mod plugin;
 mod scaffold;
 mod serve;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     /// Bring the store's schema to this build's (PostgreSQL with
     /// `store = "postgres://…"` or ACTIONHOST_STORE; otherwise sled in the data dir).
     Migrate(migrate::MigrateArgs),
+    /// Move a store: `store copy --from DATA_DIR --to postgres://…`.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Manage API keys offline.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -68,6 +72,7 @@ impl Cli {
             Command::Serve(args) => args.run().await,
             Command::Keys(command) => command.run().await,
             Command::Migrate(args) => args.run().await,
+            Command::Store(command) => command.run().await,
             Command::Actions(command) => command.run().await,
         };
         match result {

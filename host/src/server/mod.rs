@@ -133,9 +133,8 @@ pub fn open_store(location: StoreLocation<'_>) -> anyhow::Result<(OpenStore, Rec
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<()> {
     // The data dir holds the keys, uploads and cache whatever the store.
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!("cannot create the data dir {}", config.data_dir.display())
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     let (store, records) = open_store(config.store_location())?;
     if let OpenStore::Postgres(store) = &store {
         store.claim_serving()?;

@@ -70,7 +70,9 @@ pub fn indexes_follow_their_records(records: &Records) {
             .is_none()
     );
     assert_eq!(
-        records.get_by::<Note>("notes_by_slug", "second").expect("get by"),
+        records
+            .get_by::<Note>("notes_by_slug", "second")
+            .expect("get by"),
         Some(note("2", "grace", "second"))
     );
 }
@@ -194,7 +196,9 @@ pub async fn concurrent_commits_each_land_or_leave_nothing(records: &Records) {
 /// Read-modify-write transactions racing on one record lose no update,
 /// and racing claims of one unique value have exactly one winner.
 pub async fn racing_updates_lose_nothing_and_one_claim_wins(records: &Records) {
-    records.insert(&note("counter", "0", "counter")).expect("insert");
+    records
+        .insert(&note("counter", "0", "counter"))
+        .expect("insert");
     let bumps: Vec<_> = (0..64)
         .map(|_| {
             let records = records.clone();
@@ -243,7 +247,13 @@ pub async fn racing_updates_lose_nothing_and_one_claim_wins(records: &Records) {
         }
     }
     assert_eq!(winners, 1, "exactly one claim of the slug won");
-    assert_eq!(records.ids_by("notes_by_owner", "claims").expect("ids").len(), 1);
+    assert_eq!(
+        records
+            .ids_by("notes_by_owner", "claims")
+            .expect("ids")
+            .len(),
+        1
+    );
 }
 
 /// A durable write survives closing and opening the store again (`reopen`
@@ -291,10 +301,16 @@ pub async fn schema_version_is_stored_and_a_newer_one_refused(records: &Records)
 pub async fn removals_in_batches_take_what_is_listed(records: &Records) {
     for i in 0..25 {
         records
-            .insert(&note(&format!("r{i:02}"), &format!("old\u{0}{i:04}"), &format!("r{i}")))
+            .insert(&note(
+                &format!("r{i:02}"),
+                &format!("old\u{0}{i:04}"),
+                &format!("r{i}"),
+            ))
             .expect("insert");
     }
-    records.insert(&note("keep", "new\u{0}0001", "keep")).expect("insert");
+    records
+        .insert(&note("keep", "new\u{0}0001", "keep"))
+        .expect("insert");
     let removed = records
         .remove_listed::<Note>("notes_by_owner", "old\0", Some("0020"), 7)
         .await

@@ -20,6 +20,7 @@
 
 #[doc(hidden)]
 pub mod conformance;
+pub mod copy;
 mod pg_store;
 mod sled_store;
 

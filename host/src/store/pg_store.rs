@@ -33,7 +33,7 @@
 //!   under an advisory lock, so replicas starting together apply each once;
 //!   a database with a newer schema than this build is refused.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -49,9 +49,11 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// The PostgreSQL schema, one migration per version, in order: version N is
 /// `MIGRATIONS[N - 1]`. Never edit a released migration; add one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE records (key bytea PRIMARY KEY, value bytea NOT NULL);
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE records (key bytea PRIMARY KEY, value bytea NOT NULL);
      CREATE TABLE index_entries (key bytea PRIMARY KEY, value bytea NOT NULL);
-     CREATE TABLE meta (key bytea PRIMARY KEY, value bytea NOT NULL);"];
+     CREATE TABLE meta (key bytea PRIMARY KEY, value bytea NOT NULL);",
+];
 
 /// The version of the PostgreSQL schema this build writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -78,23 +80,11 @@ struct Inner {
     config: tokio_postgres::Config,
     /// `host:port/database`, for messages (never the password).
     target: String,
-    /// Drives the connections; `None` once the store is dropped.
-    runtime: Option<tokio::runtime::Runtime>,
     pool: Mutex<Pool>,
     freed: Condvar,
     max: usize,
     /// The connection holding [`SERVING_LOCK`], while this process serves.
-    serving: Mutex<Option<Client>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Dropping a runtime may block; the store can be dropped on the
-            // server's own runtime.
-            runtime.shutdown_background();
-        }
-    }
+    serving: Mutex<Option<Conn>>,
 }
 
 #[derive(Default)]
@@ -103,9 +93,23 @@ struct Pool {
     open: usize,
 }
 
+/// One connection, with the single-threaded runtime that drives it: whoever
+/// holds the connection runs its I/O on their own thread while they wait,
+/// so a round trip costs no hand-over between threads.
 struct Conn {
+    runtime: Option<tokio::runtime::Runtime>,
     client: Client,
     statements: RefCell<HashMap<String, Statement>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // A connection may be dropped on an async thread, where
+            // dropping a runtime the usual way would block.
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// What went wrong with one attempt at a database operation.
@@ -141,18 +145,18 @@ fn classify(err: tokio_postgres::Error) -> Fault {
 }
 
 /// Runs `f`, which blocks on the database, without starving the async
-/// runtime it may be called from.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// runtime it may be called from. A single-threaded async runtime cannot
+/// lend its thread, and is refused.
+fn blocking<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match tokio::runtime::Handle::try_current() {
+        Err(_) => f(),
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
-        _ => f(),
+        Ok(_) => Err(StoreError::Storage(
+            "the PostgreSQL store was called from a single-threaded async runtime; it needs a multi-thread one".into(),
+        )),
     }
-}
-
-fn wait<F: std::future::Future>(future: F) -> F::Output {
-    futures_executor::block_on(future)
 }
 
 fn table(tree: Tree) -> &'static str {
@@ -218,17 +222,10 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("actionhost");
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("actionhost-postgres")
-            .enable_all()
-            .build()
-            .map_err(|err| StoreError::Storage(format!("cannot start the PostgreSQL driver: {err}")))?;
         let store = Self {
             inner: Arc::new(Inner {
                 target: describe(&config),
                 config,
-                runtime: Some(runtime),
                 pool: Mutex::new(Pool::default()),
                 freed: Condvar::new(),
                 max: pool_size.max(1),
@@ -259,30 +256,27 @@ impl PgStore {
         StoreError::Storage(format!("PostgreSQL at {}: {err}", self.inner.target))
     }
 
-    fn connect(&self) -> Result<Client> {
-        let runtime = self
-            .inner
-            .runtime
-            .as_ref()
-            .ok_or_else(|| StoreError::Storage("the store is closed".into()))?;
-        let config = self.inner.config.clone();
+    fn connect(&self) -> Result<Conn> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| {
+                StoreError::Storage(format!("cannot start a PostgreSQL connection: {err}"))
+            })?;
+        let (client, connection) = runtime
+            .block_on(self.inner.config.connect(NoTls))
+            .map_err(|err| self.unavailable(&err))?;
         let target = self.inner.target.clone();
-        let task = runtime.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::warn!(target = %target, %err, "a PostgreSQL connection ended");
-                }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
+        runtime.spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(target = %target, %err, "a PostgreSQL connection ended");
+            }
         });
-        match wait(task) {
-            Ok(Ok(client)) => Ok(client),
-            Ok(Err(err)) => Err(self.unavailable(&err)),
-            Err(err) => Err(StoreError::Storage(format!(
-                "the PostgreSQL driver failed: {err}"
-            ))),
-        }
+        Ok(Conn {
+            runtime: Some(runtime),
+            client,
+            statements: RefCell::default(),
+        })
     }
 
     /// A connection from the pool, or a new one while fewer than the
@@ -305,12 +299,9 @@ impl PgStore {
                 pool.open += 1;
                 drop(pool);
                 return match self.connect() {
-                    Ok(client) => Ok(Lease {
+                    Ok(conn) => Ok(Lease {
                         store: self,
-                        conn: Some(Conn {
-                            client,
-                            statements: RefCell::default(),
-                        }),
+                        conn: Some(conn),
                     }),
                     Err(err) => {
                         inner.pool.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
@@ -337,7 +328,10 @@ impl PgStore {
 
     /// Runs a read on a pooled connection; a connection found dead is
     /// replaced and the read tried once more.
-    fn read<T>(&self, f: impl Fn(&Conn) -> std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
+    fn read<T>(
+        &self,
+        f: impl Fn(&Conn) -> std::result::Result<T, tokio_postgres::Error>,
+    ) -> Result<T> {
         blocking(|| {
             let mut last = None;
             for _ in 0..2 {
@@ -366,13 +360,13 @@ impl PgStore {
         let mut lease = self.checkout()?;
         let conn = lease.conn();
         let run = || -> std::result::Result<std::result::Result<i32, StoreError>, tokio_postgres::Error> {
-            wait(conn.client.batch_execute(
+            conn.wait(conn.client.batch_execute(
                 "CREATE TABLE IF NOT EXISTS actionhost_schema (
                      version integer PRIMARY KEY,
                      applied_at timestamptz NOT NULL DEFAULT now())",
             ))?;
-            wait(conn.client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]))?;
-            let found: i32 = wait(conn.client.query_one(
+            conn.wait(conn.client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]))?;
+            let found: i32 = conn.wait(conn.client.query_one(
                 "SELECT coalesce(max(version), 0) FROM actionhost_schema",
                 &[],
             ))?
@@ -390,18 +384,18 @@ impl PgStore {
             } else {
                 for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
                     let version = n as i32 + 1;
-                    wait(conn.client.batch_execute("BEGIN"))?;
-                    wait(conn.client.batch_execute(sql))?;
-                    wait(conn.client.execute(
+                    conn.wait(conn.client.batch_execute("BEGIN"))?;
+                    conn.wait(conn.client.batch_execute(sql))?;
+                    conn.wait(conn.client.execute(
                         "INSERT INTO actionhost_schema (version) VALUES ($1)",
                         &[&version],
                     ))?;
-                    wait(conn.client.batch_execute("COMMIT"))?;
+                    conn.wait(conn.client.batch_execute("COMMIT"))?;
                     tracing::info!(version, target = %self.inner.target, "migrated the PostgreSQL schema");
                 }
                 Ok(found)
             };
-            wait(conn.client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]))?;
+            conn.wait(conn.client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]))?;
             Ok(outcome)
         };
         match run() {
@@ -429,8 +423,12 @@ impl PgStore {
     /// database. The mark lasts as long as the store.
     pub fn claim_serving(&self) -> Result<()> {
         blocking(|| {
-            let client = self.connect()?;
-            let held: bool = wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK]))
+            let conn = self.connect()?;
+            let held: bool = conn
+                .wait(
+                    conn.client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK]),
+                )
                 .map_err(|err| self.failed(&err))?
                 .get(0);
             if !held {
@@ -439,7 +437,7 @@ impl PgStore {
                     self.inner.target
                 )));
             }
-            *self.inner.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(client);
+            *self.inner.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
             Ok(())
         })
     }
@@ -454,9 +452,7 @@ impl PgStore {
                 Err(Attempt::Abort(err)) => return Err(err),
                 Err(Attempt::Retry) => {
                     // Let the other transaction finish.
-                    std::thread::sleep(Duration::from_micros(
-                        50 * (attempt as u64 + 1).min(40),
-                    ));
+                    std::thread::sleep(Duration::from_micros(50 * (attempt as u64 + 1).min(40)));
                 }
                 Err(Attempt::Gone { err, committing }) => {
                     lease.discard();
@@ -489,18 +485,23 @@ impl PgStore {
             Fault::Gone(err) => Attempt::Gone { err, committing },
             Fault::Other(err) => Attempt::Failed(err),
         };
-        wait(conn.client.batch_execute("BEGIN")).map_err(|err| fault(err, false))?;
+        // BEGIN goes out with the first statement, and COMMIT with the
+        // writes: a transaction that reads once and writes is two round
+        // trips.
         let tx = PgTx {
             conn,
+            begun: Cell::new(false),
             staged: RefCell::default(),
             seen: RefCell::default(),
             fault: RefCell::new(None),
         };
         let outcome = body(&tx);
         let rollback = |attempt: Attempt| {
-            // A failed ROLLBACK leaves the connection useless; the next
-            // statement on it fails and it is replaced then.
-            let _ = wait(conn.client.batch_execute("ROLLBACK"));
+            if tx.begun.get() {
+                // A failed ROLLBACK leaves the connection useless; the next
+                // statement on it fails and it is replaced then.
+                let _ = conn.wait(conn.client.batch_execute("ROLLBACK"));
+            }
             Err(attempt)
         };
         if let Some(err) = tx.fault.borrow_mut().take() {
@@ -516,10 +517,12 @@ impl PgStore {
                 )));
             }
         }
-        if let Err(err) = tx.apply() {
-            return rollback(fault(err, false));
+        match tx.apply_and_commit() {
+            Ok(()) => Ok(()),
+            // COMMIT went out with the writes: once the connection is
+            // lost, whether it was applied is unknown.
+            Err(err) => rollback(fault(err, true)),
         }
-        wait(conn.client.batch_execute("COMMIT")).map_err(|err| fault(err, true))
     }
 }
 
@@ -542,7 +545,9 @@ struct Lease<'a> {
 
 impl Lease<'_> {
     fn conn(&self) -> &Conn {
-        self.conn.as_ref().expect("a lease holds its connection until dropped")
+        self.conn
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
     }
 
     fn discard(&mut self) {
@@ -575,12 +580,20 @@ impl Drop for Lease<'_> {
 }
 
 impl Conn {
+    /// Waits for `future`, driving this connection meanwhile.
+    fn wait<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime
+            .as_ref()
+            .expect("a connection keeps its runtime until dropped")
+            .block_on(future)
+    }
+
     /// The prepared statement for `sql`, prepared once per connection.
     fn statement(&self, sql: &str) -> std::result::Result<Statement, tokio_postgres::Error> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = wait(self.client.prepare(sql))?;
+        let statement = self.wait(self.client.prepare(sql))?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), statement.clone());
@@ -593,7 +606,8 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, tokio_postgres::Error> {
         let statement = self.statement(sql)?;
-        Ok(wait(self.client.query(&statement, params))?
+        Ok(self
+            .wait(self.client.query(&statement, params))?
             .into_iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect())
@@ -604,6 +618,8 @@ impl Conn {
 /// find), writes wait in `staged` until the body has run.
 struct PgTx<'a> {
     conn: &'a Conn,
+    /// Whether BEGIN was sent.
+    begun: Cell<bool>,
     staged: RefCell<[BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
     /// What this transaction's reads found: later reads of a key answer
     /// the same (present keys are locked; an absent one that appears in
@@ -624,12 +640,16 @@ fn slot(tree: Tree) -> usize {
 const TREES: [Tree; 3] = [Tree::Records, Tree::Indexes, Tree::Meta];
 
 impl PgTx<'_> {
-    /// Sends the staged writes, pipelined, inside the open transaction.
-    fn apply(&self) -> std::result::Result<(), tokio_postgres::Error> {
+    /// Sends the staged writes and COMMIT, pipelined (with BEGIN first if
+    /// no read sent it). A transaction that wrote nothing only ends.
+    fn apply_and_commit(&self) -> std::result::Result<(), tokio_postgres::Error> {
         let staged = self.staged.borrow();
         let seen = self.seen.borrow();
         let mut prepared = Vec::new();
         for tree in TREES {
+            if staged[slot(tree)].is_empty() {
+                continue;
+            }
             let name = table(tree);
             let insert = self
                 .conn
@@ -652,16 +672,35 @@ impl PgTx<'_> {
                 prepared.push((statement, key, value));
             }
         }
-        let writes = prepared.iter().map(|(statement, key, value)| {
-            let client = &self.conn.client;
-            async move {
-                match value {
-                    Some(value) => client.execute(statement, &[key, value]).await,
-                    None => client.execute(statement, &[key]).await,
-                }
+        if prepared.is_empty() && !self.begun.get() {
+            return Ok(());
+        }
+        let client = &self.conn.client;
+        let begin = async {
+            if self.begun.get() {
+                Ok(())
+            } else {
+                client.batch_execute("BEGIN").await
+            }
+        };
+        let writes = prepared.iter().map(|(statement, key, value)| async move {
+            match value {
+                Some(value) => client.execute(statement, &[key, value]).await,
+                None => client.execute(statement, &[key]).await,
             }
         });
-        wait(futures_util::future::try_join_all(writes)).map(drop)
+        // Requests go out in the order they are first polled: BEGIN, the
+        // writes, COMMIT. After a failed write, PostgreSQL answers COMMIT
+        // with a rollback, and the write's error is the one reported.
+        let (begun, written, committed) = self.conn.wait(futures_util::future::join3(
+            begin,
+            futures_util::future::try_join_all(writes),
+            client.batch_execute("COMMIT"),
+        ));
+        self.begun.set(false);
+        begun?;
+        written?;
+        committed
     }
 }
 
@@ -676,11 +715,24 @@ impl Tx for PgTx<'_> {
         if self.fault.borrow().is_some() {
             return Err(TxError(TxErrorKind::Retry));
         }
-        let sql = format!("SELECT value FROM {} WHERE key = $1 FOR UPDATE", table(tree));
-        let found = self
-            .conn
-            .statement(&sql)
-            .and_then(|statement| wait(self.conn.client.query_opt(&statement, &[&key])));
+        let sql = format!(
+            "SELECT value FROM {} WHERE key = $1 FOR UPDATE",
+            table(tree)
+        );
+        let client = &self.conn.client;
+        let found = self.conn.statement(&sql).and_then(|statement| {
+            if self.begun.get() {
+                self.conn.wait(client.query_opt(&statement, &[&key]))
+            } else {
+                self.begun.set(true);
+                self.conn
+                    .wait(futures_util::future::try_join(
+                        client.batch_execute("BEGIN"),
+                        client.query_opt(&statement, &[&key]),
+                    ))
+                    .map(|((), row)| row)
+            }
+        });
         match found {
             Ok(row) => {
                 let value: Option<Vec<u8>> = row.map(|row| row.get(0));
@@ -712,12 +764,21 @@ impl Store for PgStore {
         let sql = format!("SELECT value FROM {} WHERE key = $1", table(tree));
         self.read(|conn| {
             let statement = conn.statement(&sql)?;
-            Ok(wait(conn.client.query_opt(&statement, &[&key]))?.map(|row| row.get(0)))
+            Ok(conn
+                .wait(conn.client.query_opt(&statement, &[&key]))?
+                .map(|row| row.get(0)))
         })
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.scan_range_open(tree, prefix, prefix_end(prefix).as_deref(), false, 0, usize::MAX)
+        self.scan_range_open(
+            tree,
+            prefix,
+            prefix_end(prefix).as_deref(),
+            false,
+            0,
+            usize::MAX,
+        )
     }
 
     fn scan_from(
@@ -756,7 +817,9 @@ impl Store for PgStore {
         );
         self.read(|conn| {
             let statement = conn.statement(&sql)?;
-            let count: i64 = wait(conn.client.query_one(&statement, &[&start, &end]))?.get(0);
+            let count: i64 = conn
+                .wait(conn.client.query_one(&statement, &[&start, &end]))?
+                .get(0);
             Ok(usize::try_from(count).unwrap_or(0))
         })
     }
@@ -833,9 +896,13 @@ mod tests {
             .parse()
             .expect("parses");
         assert_eq!(describe(&config), "db.example:6543/actions");
-        let err = PgStore::open("postgres://ada:s3cret@db.example:6543/actions?sslmode=bogus", 1, true)
-            .err()
-            .expect("a bad option is refused");
+        let err = PgStore::open(
+            "postgres://ada:s3cret@db.example:6543/actions?sslmode=bogus",
+            1,
+            true,
+        )
+        .err()
+        .expect("a bad option is refused");
         assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 }
