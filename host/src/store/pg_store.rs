@@ -85,6 +85,8 @@ struct Inner {
     max: usize,
     /// The connection holding [`SERVING_LOCK`], while this process serves.
     serving: Mutex<Option<Conn>>,
+    /// Commits for the committer thread.
+    commits: Mutex<std::sync::mpsc::Sender<Waiting>>,
 }
 
 #[derive(Default)]
@@ -222,8 +224,10 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("actionhost");
         }
+        let (commits, queue) = std::sync::mpsc::channel();
         let store = Self {
             inner: Arc::new(Inner {
+                commits: Mutex::new(commits),
                 target: describe(&config),
                 config,
                 pool: Mutex::new(Pool::default()),
@@ -233,6 +237,11 @@ impl PgStore {
             }),
         };
         blocking(|| store.check_schema(migrate))?;
+        let inner = Arc::downgrade(&store.inner);
+        std::thread::Builder::new()
+            .name("actionhost-pg-commit".into())
+            .spawn(move || committer(inner, queue))
+            .map_err(|err| StoreError::Storage(format!("cannot start the committer: {err}")))?;
         Ok(store)
     }
 
@@ -488,23 +497,14 @@ impl PgStore {
         // BEGIN goes out with the first statement, and COMMIT with the
         // writes: a transaction that reads once and writes is two round
         // trips.
-        let tx = PgTx {
-            conn,
-            begun: Cell::new(false),
-            staged: RefCell::default(),
-            seen: RefCell::default(),
-            fault: RefCell::new(None),
-        };
+        let shared = Shared::new(conn);
+        let tx = PgTx::new(&shared);
         let outcome = body(&tx);
         let rollback = |attempt: Attempt| {
-            if tx.begun.get() {
-                // A failed ROLLBACK leaves the connection useless; the next
-                // statement on it fails and it is replaced then.
-                let _ = conn.wait(conn.client.batch_execute("ROLLBACK"));
-            }
+            shared.rollback();
             Err(attempt)
         };
-        if let Some(err) = tx.fault.borrow_mut().take() {
+        if let Some(err) = shared.fault.borrow_mut().take() {
             return rollback(fault(err, false));
         }
         match outcome {
@@ -517,12 +517,133 @@ impl PgStore {
                 )));
             }
         }
-        match tx.apply_and_commit() {
+        tx.accept();
+        match shared.apply_and_commit() {
             Ok(()) => Ok(()),
             // COMMIT went out with the writes: once the connection is
             // lost, whether it was applied is unknown.
             Err(err) => rollback(fault(err, true)),
         }
+    }
+
+    /// Runs concurrent commits' bodies in one transaction with one COMMIT
+    /// (one WAL flush), each body's writes kept apart until it succeeds, so
+    /// a body that fails leaves nothing and the others go on. Whatever makes
+    /// the shared transaction fail (a conflict, a lost connection before
+    /// COMMIT) runs each body again in a transaction of its own.
+    fn commit_batch(&self, batch: Vec<Waiting>) {
+        let outcomes = if batch.len() == 1 {
+            vec![None]
+        } else {
+            self.try_batch(&batch)
+        };
+        for (waiting, outcome) in batch.into_iter().zip(outcomes) {
+            let outcome = match outcome {
+                Some(outcome) => outcome,
+                None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.run_transaction(&*waiting.body)
+                }))
+                .unwrap_or_else(|_| Err(panicked())),
+            };
+            let _ = waiting.done.send(outcome);
+        }
+    }
+
+    /// The shared transaction of [`Self::commit_batch`]: each body's
+    /// outcome, or `None` for every body when it must run alone.
+    fn try_batch(&self, batch: &[Waiting]) -> Vec<Option<Result<()>>> {
+        let alone = || batch.iter().map(|_| None).collect();
+        let Ok(mut lease) = self.checkout() else {
+            return alone();
+        };
+        let conn = lease.conn();
+        let shared = Shared::new(conn);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for waiting in batch {
+            let tx = PgTx::new(&shared);
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (waiting.body)(&tx)));
+            if shared.fault.borrow().is_some() {
+                // The shared transaction is aborted.
+                drop(tx);
+                shared.rollback();
+                if let Some(Fault::Gone(_)) = shared.fault.borrow_mut().take().map(classify) {
+                    lease.discard();
+                }
+                return alone();
+            }
+            outcomes.push(Some(match ran {
+                Ok(Ok(())) => {
+                    tx.accept();
+                    Ok(())
+                }
+                Ok(Err(TxError(TxErrorKind::Abort(err)))) => Err(err),
+                Ok(Err(_)) => {
+                    drop(tx);
+                    shared.rollback();
+                    return alone();
+                }
+                Err(_) => Err(panicked()),
+            }));
+        }
+        match shared.apply_and_commit() {
+            Ok(()) => outcomes,
+            Err(err) => match classify(err) {
+                // Nothing of the batch was written: each body alone.
+                Fault::Retry => alone(),
+                Fault::Gone(err) => {
+                    lease.discard();
+                    let unknown = self.unavailable(&err);
+                    outcomes
+                        .into_iter()
+                        .map(|outcome| match outcome {
+                            Some(Ok(())) => Some(Err(StoreError::Storage(unknown.to_string().replace("storage failure: ", "")))),
+                            other => other,
+                        })
+                        .collect()
+                }
+                Fault::Other(err) => {
+                    lease.discard();
+                    let failed = self.failed(&err).to_string();
+                    outcomes
+                        .into_iter()
+                        .map(|outcome| match outcome {
+                            Some(Ok(())) => Some(Err(StoreError::Storage(failed.clone()))),
+                            other => other,
+                        })
+                        .collect()
+                }
+            },
+        }
+    }
+}
+
+fn panicked() -> StoreError {
+    StoreError::Storage("a transaction body panicked; nothing of it was written".into())
+}
+
+/// A commit waiting for the committer.
+struct Waiting {
+    body: CommitBody,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Bodies one shared transaction takes at most.
+const MAX_BATCH: usize = 128;
+
+/// The committer's loop: takes every commit waiting, runs them as one batch.
+fn committer(inner: std::sync::Weak<Inner>, queue: std::sync::mpsc::Receiver<Waiting>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(waiting) => batch.push(waiting),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        PgStore { inner }.commit_batch(batch);
     }
 }
 
@@ -614,19 +735,45 @@ impl Conn {
     }
 }
 
-/// A transaction in progress: reads go to the database (locking what they
-/// find), writes wait in `staged` until the body has run.
-struct PgTx<'a> {
+type Staged = [BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3];
+
+/// A transaction in progress on one connection, for one body or a batch
+/// of them: reads go to the database (locking what they find), and the
+/// writes of the bodies that succeeded wait in `staged` until COMMIT.
+struct Shared<'a> {
     conn: &'a Conn,
     /// Whether BEGIN was sent.
     begun: Cell<bool>,
-    staged: RefCell<[BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
+    staged: RefCell<Staged>,
     /// What this transaction's reads found: later reads of a key answer
     /// the same (present keys are locked; an absent one that appears in
     /// the meantime makes the commit's `INSERT` fail and the body run again).
     seen: RefCell<[HashMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
-    /// The first database error of the body's reads.
+    /// The first database error of the reads; the transaction is aborted.
     fault: RefCell<Option<tokio_postgres::Error>>,
+}
+
+/// One body's view: its own writes over the shared transaction's.
+struct PgTx<'a> {
+    shared: &'a Shared<'a>,
+    staged: RefCell<Staged>,
+}
+
+impl<'a> PgTx<'a> {
+    fn new(shared: &'a Shared<'a>) -> Self {
+        Self {
+            shared,
+            staged: RefCell::default(),
+        }
+    }
+
+    /// The body succeeded: its writes join the transaction's.
+    fn accept(self) {
+        let mut shared = self.shared.staged.borrow_mut();
+        for (tree, writes) in self.staged.into_inner().into_iter().enumerate() {
+            shared[tree].extend(writes);
+        }
+    }
 }
 
 fn slot(tree: Tree) -> usize {
@@ -639,7 +786,26 @@ fn slot(tree: Tree) -> usize {
 
 const TREES: [Tree; 3] = [Tree::Records, Tree::Indexes, Tree::Meta];
 
-impl PgTx<'_> {
+impl<'a> Shared<'a> {
+    fn new(conn: &'a Conn) -> Self {
+        Self {
+            conn,
+            begun: Cell::new(false),
+            staged: RefCell::default(),
+            seen: RefCell::default(),
+            fault: RefCell::new(None),
+        }
+    }
+
+    /// Ends the transaction without writing.
+    fn rollback(&self) {
+        if self.begun.replace(false) {
+            // A failed ROLLBACK leaves the connection useless; the next
+            // statement on it fails and it is replaced then.
+            let _ = self.conn.wait(self.conn.client.batch_execute("ROLLBACK"));
+        }
+    }
+
     /// Sends the staged writes and COMMIT, pipelined (with BEGIN first if
     /// no read sent it). A transaction that wrote nothing only ends.
     fn apply_and_commit(&self) -> std::result::Result<(), tokio_postgres::Error> {
@@ -709,23 +875,28 @@ impl Tx for PgTx<'_> {
         if let Some(value) = self.staged.borrow()[slot(tree)].get(key) {
             return Ok(value.clone());
         }
-        if let Some(value) = self.seen.borrow()[slot(tree)].get(key) {
+        let shared = self.shared;
+        if let Some(value) = shared.staged.borrow()[slot(tree)].get(key) {
             return Ok(value.clone());
         }
-        if self.fault.borrow().is_some() {
+        if let Some(value) = shared.seen.borrow()[slot(tree)].get(key) {
+            return Ok(value.clone());
+        }
+        if shared.fault.borrow().is_some() {
             return Err(TxError(TxErrorKind::Retry));
         }
         let sql = format!(
             "SELECT value FROM {} WHERE key = $1 FOR UPDATE",
             table(tree)
         );
-        let client = &self.conn.client;
-        let found = self.conn.statement(&sql).and_then(|statement| {
-            if self.begun.get() {
-                self.conn.wait(client.query_opt(&statement, &[&key]))
+        let client = &shared.conn.client;
+        let found = shared.conn.statement(&sql).and_then(|statement| {
+            if shared.begun.get() {
+                shared.conn.wait(client.query_opt(&statement, &[&key]))
             } else {
-                self.begun.set(true);
-                self.conn
+                shared.begun.set(true);
+                shared
+                    .conn
                     .wait(futures_util::future::try_join(
                         client.batch_execute("BEGIN"),
                         client.query_opt(&statement, &[&key]),
@@ -736,13 +907,13 @@ impl Tx for PgTx<'_> {
         match found {
             Ok(row) => {
                 let value: Option<Vec<u8>> = row.map(|row| row.get(0));
-                self.seen.borrow_mut()[slot(tree)].insert(key.to_vec(), value.clone());
+                shared.seen.borrow_mut()[slot(tree)].insert(key.to_vec(), value.clone());
                 Ok(value)
             }
             Err(err) => {
                 // The transaction is aborted; the attempt sorts out whether
                 // to run it again.
-                *self.fault.borrow_mut() = Some(err);
+                *shared.fault.borrow_mut() = Some(err);
                 Err(TxError(TxErrorKind::Retry))
             }
         }
@@ -834,11 +1005,16 @@ impl Store for PgStore {
     }
 
     fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>> {
-        let store = self.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.run_transaction(&*body))
-                .await
-                .map_err(|err| StoreError::Storage(format!("a commit {err}")))?
+            let gone = || StoreError::Storage("the store's committer has stopped".into());
+            let (done, answer) = tokio::sync::oneshot::channel();
+            self.inner
+                .commits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(Waiting { body, done })
+                .map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
         })
     }
 }
