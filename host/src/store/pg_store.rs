@@ -6,13 +6,15 @@
 //!   each `(key bytea PRIMARY KEY, value bytea)`. `bytea` sorts as sled
 //!   does (byte-wise), so every range read of the host is a B-tree range
 //!   scan of the primary key.
-//! - **Client.** `tokio-postgres`, with its connections driven by a small
-//!   runtime of the store's own. The host reads and transacts
-//!   synchronously (a transaction body is a plain closure that may run
-//!   again), and a `tokio-postgres` client can be waited on from any
-//!   thread, so the store serves the synchronous [`Store`] trait without a
-//!   second, blocking driver. Callers on the server's runtime give up their
-//!   worker while they wait ([`tokio::task::block_in_place`]).
+//! - **Client.** `tokio-postgres`, chosen over sqlx because the host reads
+//!   and transacts synchronously (a transaction body is a plain closure
+//!   that may run again) and `tokio-postgres` separates a connection's
+//!   driver from its client: each pooled connection has a single-threaded
+//!   runtime of its own, run by whichever thread waits on it, so a round
+//!   trip costs no hand-over between threads (that hand-over cost a
+//!   quarter of the throughput). Callers on the server's runtime give up
+//!   their worker while they wait ([`tokio::task::block_in_place`]). The
+//!   build needs no database: queries are prepared at run time.
 //! - **Transactions** are `READ COMMITTED` with every read of a present key
 //!   taken `FOR UPDATE`, each key read once (later reads answer the same),
 //!   and a key read as absent then written is written with a plain
@@ -24,8 +26,10 @@
 //!   violations run the body again, as sled's conflicts do.
 //! - **Durability.** A transaction is acknowledged once PostgreSQL has
 //!   committed it (with `synchronous_commit` at its default, `on`, after
-//!   the WAL is flushed; PostgreSQL groups the flushes of concurrent
-//!   commits itself), so [`Store::flush`] has nothing left to wait for.
+//!   the WAL is flushed), so [`Store::flush`] has nothing left to wait for.
+//!   [`Store::commit`] groups as sled's does: a committer thread runs the
+//!   bodies waiting at once in one transaction with one COMMIT, each
+//!   body's writes kept apart until it succeeds.
 //! - **Faults.** A lost connection is a [`StoreError::Storage`] (the API
 //!   answers 503 `unavailable`); the next use opens a new one, so service
 //!   resumes when the database does, without a restart.
@@ -561,7 +565,8 @@ impl PgStore {
         let mut outcomes = Vec::with_capacity(batch.len());
         for waiting in batch {
             let tx = PgTx::new(&shared);
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (waiting.body)(&tx)));
+            let ran =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (waiting.body)(&tx)));
             if shared.fault.borrow().is_some() {
                 // The shared transaction is aborted.
                 drop(tx);
@@ -596,7 +601,9 @@ impl PgStore {
                     outcomes
                         .into_iter()
                         .map(|outcome| match outcome {
-                            Some(Ok(())) => Some(Err(StoreError::Storage(unknown.to_string().replace("storage failure: ", "")))),
+                            Some(Ok(())) => Some(Err(StoreError::Storage(
+                                unknown.to_string().replace("storage failure: ", ""),
+                            ))),
                             other => other,
                         })
                         .collect()
@@ -725,7 +732,7 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> std::result::Result<Vec<(Vec<u8>, Vec<u8>)>, tokio_postgres::Error> {
+    ) -> std::result::Result<Pairs, tokio_postgres::Error> {
         let statement = self.statement(sql)?;
         Ok(self
             .wait(self.client.query(&statement, params))?
@@ -735,7 +742,12 @@ impl Conn {
     }
 }
 
+/// Per tree, keys and their new values (`None`: removed).
 type Staged = [BTreeMap<Vec<u8>, Option<Vec<u8>>>; 3];
+/// Per tree, keys and what a read found.
+type Seen = [HashMap<Vec<u8>, Option<Vec<u8>>>; 3];
+/// Key-value pairs.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A transaction in progress on one connection, for one body or a batch
 /// of them: reads go to the database (locking what they find), and the
@@ -748,7 +760,7 @@ struct Shared<'a> {
     /// What this transaction's reads found: later reads of a key answer
     /// the same (present keys are locked; an absent one that appears in
     /// the meantime makes the commit's `INSERT` fail and the body run again).
-    seen: RefCell<[HashMap<Vec<u8>, Option<Vec<u8>>>; 3]>,
+    seen: RefCell<Seen>,
     /// The first database error of the reads; the transaction is aborted.
     fault: RefCell<Option<tokio_postgres::Error>>,
 }
