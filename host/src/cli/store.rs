@@ -57,7 +57,15 @@ impl CopyArgs {
             ))
         })?;
         let to = PgStore::open(&self.to, 4, true).map_err(failed)?;
-        let copied = crate::store::copy::copy(&from, &to).map_err(failed)?;
+        // No server may write into the database while it fills.
+        to.claim_serving().map_err(failed)?;
+        let copied = crate::store::copy::copy(&from, &to).map_err(|err| match err {
+            // Refused before anything was written.
+            crate::store::StoreError::Rejected(_) => failed(err),
+            err => CliError::Failed(format!(
+                "{err}; the database may hold part of the copy: drop and create it again, then copy again"
+            )),
+        })?;
         for (name, source, destination) in &copied.trees {
             eprintln!(
                 "{name}: {source} in {}, {destination} in {}",

@@ -20,8 +20,13 @@
 //!   and a key read as absent then written is written with a plain
 //!   `INSERT`: two transactions that both saw it absent cannot both commit
 //!   (the second meets the primary key and runs again). That is strict
-//!   two-phase locking over point reads, which is serializable for what
-//!   [`Tx`] can do. Writes are staged and sent pipelined before
+//!   two-phase locking over the keys a transaction finds or creates. It is
+//!   not serializable for a transaction that reads a key as absent and then
+//!   does not write it (two such transactions, each writing the key the
+//!   other read as absent, can both commit); the host's transactions write
+//!   every key whose absence they check (unique index entries, idempotency
+//!   keys, new records), and `SERIALIZABLE` would cost its predicate locks
+//!   on every read. Writes are staged and sent pipelined before
 //!   `COMMIT`. Serialization failures, deadlocks and those unique
 //!   violations run the body again, as sled's conflicts do.
 //! - **Durability.** A transaction is acknowledged once PostgreSQL has
@@ -218,6 +223,14 @@ impl PgStore {
                 "the store setting is not a PostgreSQL connection string (postgres://USER:PASSWORD@HOST:PORT/DATABASE): {err}"
             ))
         })?;
+        let unencoded = config.get_hosts().iter().any(
+            |host| matches!(host, tokio_postgres::config::Host::Tcp(name) if name.contains('@')),
+        );
+        if unencoded {
+            return Err(StoreError::Storage(
+                "the store setting's host part holds an '@': a password with '@' (or ':' or '/') must be percent-encoded (%40 for '@')".into(),
+            ));
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -255,18 +268,27 @@ impl PgStore {
     }
 
     fn unavailable(&self, err: &tokio_postgres::Error) -> StoreError {
+        StoreError::Storage(self.unavailable_message(err))
+    }
+
+    fn unavailable_message(&self, err: &tokio_postgres::Error) -> String {
         // The source says what happened (refused, reset, timed out).
         let cause = std::error::Error::source(err)
             .map(|source| format!("{err}: {source}"))
             .unwrap_or_else(|| err.to_string());
-        StoreError::Storage(format!(
+        format!(
             "PostgreSQL at {} is unavailable: {cause}",
             self.inner.target
-        ))
+        )
     }
 
     fn failed(&self, err: &tokio_postgres::Error) -> StoreError {
-        StoreError::Storage(format!("PostgreSQL at {}: {err}", self.inner.target))
+        // A database error's own text is only "db error"; its source says
+        // what the server answered.
+        let cause = std::error::Error::source(err)
+            .map(|source| source.to_string())
+            .unwrap_or_else(|| err.to_string());
+        StoreError::Storage(format!("PostgreSQL at {}: {cause}", self.inner.target))
     }
 
     fn connect(&self) -> Result<Conn> {
@@ -353,7 +375,7 @@ impl PgStore {
                     Ok(value) => return Ok(value),
                     Err(err) => match classify(err) {
                         Fault::Gone(err) => {
-                            lease.discard();
+                            lease.discard_all();
                             last = Some(self.unavailable(&err));
                         }
                         Fault::Retry => {
@@ -373,12 +395,14 @@ impl PgStore {
         let mut lease = self.checkout()?;
         let conn = lease.conn();
         let run = || -> std::result::Result<std::result::Result<i32, StoreError>, tokio_postgres::Error> {
+            // The lock first: two processes creating the table at once
+            // would collide in the catalog.
+            conn.wait(conn.client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]))?;
             conn.wait(conn.client.batch_execute(
                 "CREATE TABLE IF NOT EXISTS actionhost_schema (
                      version integer PRIMARY KEY,
                      applied_at timestamptz NOT NULL DEFAULT now())",
             ))?;
-            conn.wait(conn.client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]))?;
             let found: i32 = conn.wait(conn.client.query_one(
                 "SELECT coalesce(max(version), 0) FROM actionhost_schema",
                 &[],
@@ -468,7 +492,7 @@ impl PgStore {
                     std::thread::sleep(Duration::from_micros(50 * (attempt as u64 + 1).min(40)));
                 }
                 Err(Attempt::Gone { err, committing }) => {
-                    lease.discard();
+                    lease.discard_all();
                     gone += 1;
                     // A connection that died before COMMIT was sent lost
                     // nothing: try once more on a new one. After COMMIT the
@@ -572,7 +596,7 @@ impl PgStore {
                 drop(tx);
                 shared.rollback();
                 if let Some(Fault::Gone(_)) = shared.fault.borrow_mut().take().map(classify) {
-                    lease.discard();
+                    lease.discard_all();
                 }
                 return alone();
             }
@@ -596,29 +620,20 @@ impl PgStore {
                 // Nothing of the batch was written: each body alone.
                 Fault::Retry => alone(),
                 Fault::Gone(err) => {
-                    lease.discard();
-                    let unknown = self.unavailable(&err);
+                    lease.discard_all();
+                    let unknown = self.unavailable_message(&err);
                     outcomes
                         .into_iter()
                         .map(|outcome| match outcome {
-                            Some(Ok(())) => Some(Err(StoreError::Storage(
-                                unknown.to_string().replace("storage failure: ", ""),
-                            ))),
+                            Some(Ok(())) => Some(Err(StoreError::Storage(unknown.clone()))),
                             other => other,
                         })
                         .collect()
                 }
-                Fault::Other(err) => {
-                    lease.discard();
-                    let failed = self.failed(&err).to_string();
-                    outcomes
-                        .into_iter()
-                        .map(|outcome| match outcome {
-                            Some(Ok(())) => Some(Err(StoreError::Storage(failed.clone()))),
-                            other => other,
-                        })
-                        .collect()
-                }
+                // COMMIT after a failed write is a rollback, and a failed
+                // COMMIT writes nothing: run each body alone, so only the
+                // one at fault fails.
+                Fault::Other(_) => alone(),
             },
         }
     }
@@ -684,6 +699,21 @@ impl Lease<'_> {
             inner.pool.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
             inner.freed.notify_one();
         }
+    }
+
+    /// The connection is gone, and the idle ones most likely with it (the
+    /// server restarted): close them all, so the next uses connect afresh
+    /// rather than each meeting a dead connection first. (An idle
+    /// connection's runtime is not driven, so it cannot notice by itself.)
+    fn discard_all(&mut self) {
+        self.discard();
+        let inner = &self.store.inner;
+        let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = std::mem::take(&mut pool.idle);
+        pool.open -= idle.len();
+        drop(pool);
+        drop(idle);
+        inner.freed.notify_all();
     }
 }
 
@@ -1092,5 +1122,10 @@ mod tests {
         .err()
         .expect("a bad option is refused");
         assert!(!err.to_string().contains("s3cret"), "{err}");
+        let err = PgStore::open("postgres://ada:p@ss@db.example:6543/actions", 1, true)
+            .err()
+            .expect("an unencoded '@' is refused");
+        assert!(err.to_string().contains("percent-encoded"), "{err}");
+        assert!(!err.to_string().contains("ss@db"), "{err}");
     }
 }
