@@ -38,6 +38,7 @@ impl Drop for Server {
 }
 
 /// How to start a server.
+#[derive(Clone)]
 pub struct Launch<'a> {
     pub binary: &'a Path,
     /// Holds `data/`, `plugins/` and `server.log`; kept across restarts.

@@ -103,6 +103,7 @@ pub(crate) fn run(
                 ..launch(settings, dir.path(), &cache)
             },
             budget.drain,
+            &[],
         )?;
         results.push(Figure::single(
             &format!("store.{backend}.drain_per_s"),
@@ -114,6 +115,34 @@ pub(crate) fn run(
             rate,
         ));
     }
+    // Three replicas on one database share the drain.
+    let dirs = [
+        fresh_dir(std::slice::from_ref(&noop))?,
+        fresh_dir(std::slice::from_ref(&noop))?,
+        fresh_dir(std::slice::from_ref(&noop))?,
+    ];
+    let mut env = scheduler_off();
+    env.push(("ACTIONHOST_STORE", database(&cluster, "bench_replicas")?));
+    env.push(("ACTIONHOST_STORE_POOL_SIZE", POOL.to_string()));
+    env.push(("ACTIONHOST_SECRET_KEY", SECRET_KEY.to_owned()));
+    let rate = drain(
+        &tokio,
+        Launch {
+            env,
+            ..launch(settings, dirs[0].path(), &cache)
+        },
+        budget.drain,
+        &[dirs[1].path(), dirs[2].path()],
+    )?;
+    results.push(Figure::single(
+        "store.postgres.replicas3.drain_per_s",
+        &format!(
+            "scheduler drain of {} due no-op actions on PostgreSQL, three replicas",
+            budget.drain
+        ),
+        "actions/s",
+        rate,
+    ));
     results.ratio(
         "ratio.store.postgres_create_vs_pgbench_insert",
         "creations/s on PostgreSQL ÷ pgbench single-row inserts/s (64 clients)",
@@ -132,8 +161,11 @@ pub(crate) fn run(
         "store.postgres.drain_per_s",
         "store.pgbench.claim_complete.c16.tps",
     );
-    results.skipped.push(
-        "store: three replicas on one PostgreSQL (this build serves one replica per database; the lease-based claims are not built yet)".into(),
+    results.ratio(
+        "ratio.store.replicas3_drain_vs_pgbench_claims",
+        "drain/s on PostgreSQL (three replicas) ÷ pgbench claim-and-complete/s (16 clients)",
+        "store.postgres.replicas3.drain_per_s",
+        "store.pgbench.claim_complete.c16.tps",
     );
     Ok(())
 }
@@ -268,9 +300,19 @@ fn pgbench_claims(cluster: &str, clients: usize, jobs: usize) -> anyhow::Result<
     )
 }
 
+/// A key every replica of a drain shares (the no-op needs no credentials,
+/// but replicas of one database must seal with one key).
+const SECRET_KEY: &str = "4e1c9a7b2d6f8e0a3c5b7d9f1e2a4c6b8d0f2e4a6c8b0d2f4e6a8c0b2d4f6e8a";
+
 /// Creates `n` due no-op actions with the scheduler off, restarts the server
-/// with it on, and times the drain to the last success: actions per second.
-fn drain(tokio: &tokio::runtime::Runtime, off: Launch<'_>, n: usize) -> anyhow::Result<f64> {
+/// with it on, alongside `extra` more replicas on fresh data dirs (same
+/// store), and times the drain to the last success: actions per second.
+fn drain(
+    tokio: &tokio::runtime::Runtime,
+    off: Launch<'_>,
+    n: usize,
+    extra: &[&Path],
+) -> anyhow::Result<f64> {
     let mut server = off.start()?;
     let body = r#"{"type":"noop","params":{},"identity_id":"bench"}"#;
     tokio.block_on(send_many(
@@ -281,20 +323,25 @@ fn drain(tokio: &tokio::runtime::Runtime, off: Launch<'_>, n: usize) -> anyhow::
     ))?;
     ensure!(server.count_actions(Some("scheduled"))? == n as u64);
     server.terminate()?;
-    let on = Launch {
-        env: off
-            .env
-            .iter()
-            .filter(|(name, _)| *name != "ACTIONHOST_SCHEDULER__ENABLED")
-            .cloned()
-            .collect(),
-        ..off
-    };
-    let mut server = on.spawn()?;
-    server.until_ok("/readyz", Duration::from_secs(120))?;
-    server.key = std::fs::read_to_string(on.dir.join("data/admin.key"))?
+    let env: Vec<_> = off
+        .env
+        .iter()
+        .filter(|(name, _)| *name != "ACTIONHOST_SCHEDULER__ENABLED")
+        .cloned()
+        .collect();
+    let on = Launch { env, ..off };
+    let key = std::fs::read_to_string(on.dir.join("data/admin.key"))?
         .trim()
         .to_owned();
+    let mut servers = vec![on.spawn()?];
+    for dir in extra {
+        servers.push(Launch { dir, ..on.clone() }.spawn()?);
+    }
+    for server in &mut servers {
+        server.until_ok("/readyz", Duration::from_secs(120))?;
+        server.key.clone_from(&key);
+    }
+    let server = &servers[0];
     let began = Instant::now();
     loop {
         let succeeded = server.count_actions(Some("succeeded"))?;

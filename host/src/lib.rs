@@ -15,6 +15,7 @@ mod files;
 pub mod identities;
 pub mod models;
 pub mod registry;
+pub mod replica;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -30,6 +30,9 @@ pub struct Options {
     /// data dir), or a fresh one with `ACTIONHOST_TEST_STORE=postgres`.
     /// Kept across restarts.
     pub store: Option<String>,
+    /// The admin key, for a replica joining a store another one
+    /// bootstrapped (it writes no `admin.key` of its own).
+    pub admin_key: Option<String>,
 }
 
 /// A running server. Stopped (SIGKILL) on drop.
@@ -197,10 +200,13 @@ impl Server {
             options,
         };
         server.wait_until_listening();
-        server.admin_key = std::fs::read_to_string(server.data_dir.join("admin.key"))
-            .expect("admin.key written at first start")
-            .trim()
-            .to_owned();
+        server.admin_key = match server.options.admin_key.clone() {
+            Some(key) => key,
+            None => std::fs::read_to_string(server.data_dir.join("admin.key"))
+                .expect("admin.key written at first start")
+                .trim()
+                .to_owned(),
+        };
         server
     }
 

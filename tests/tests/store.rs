@@ -404,30 +404,3 @@ fn store_copy_moves_a_sled_store_into_postgres_and_the_server_answers_the_same()
     }
     server.assert_no_leak(&[TOKEN]);
 }
-
-#[test]
-fn a_second_server_on_the_same_database_is_refused_while_the_first_serves() {
-    use actionhost_tests::server::{Options, Server};
-    let url = postgres::database();
-    let first = Server::start_with(Options {
-        store: Some(url.clone()),
-        ..Options::default()
-    });
-    let data = tempfile::tempdir().expect("temp dir");
-    let second = std::process::Command::new(actionhost_tests::actionhost_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .arg("--plugins-dir")
-        .arg(&first.plugins_dir)
-        .env("ACTIONHOST_STORE", &url)
-        .output()
-        .expect("run a second actionhost serve");
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert_eq!(second.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("another actionhost is serving the database"),
-        "{stderr}"
-    );
-    // The first one goes on serving.
-    assert_eq!(first.get("/v1/actions").status, 200);
-}

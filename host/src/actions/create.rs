@@ -252,6 +252,7 @@ impl Actions {
             approval_required_by,
             approved_hash: None,
             status,
+            running_on: None,
             due_ms: None,
             due_at: None,
             attempts: 0,

@@ -28,8 +28,8 @@ pub struct IdempotencyRecord {
     pub response: Option<StoredResponse>,
     /// The action or execution the first request created, if any.
     pub target: Option<String>,
-    /// The server run that claimed it: a claim left by an earlier run was
-    /// interrupted by a restart.
+    /// The replica (server run) that took it: a key left unanswered by a
+    /// replica whose lease has expired was interrupted.
     pub boot_id: String,
     /// RFC 3339.
     pub created_at: String,
@@ -119,7 +119,7 @@ impl KeyedRequest {
 #[derive(Clone)]
 pub struct Idempotency {
     records: Records,
-    boot_id: String,
+    replicas: crate::replica::Replicas,
 }
 
 fn record_id(tenant_id: &str, key: &str) -> String {
@@ -131,9 +131,10 @@ fn now_ms() -> u64 {
 }
 
 impl Idempotency {
-    /// Keys stored in `records`, claimed by the server run `boot_id`.
-    pub fn new(records: Records, boot_id: String) -> Self {
-        Self { records, boot_id }
+    /// Keys stored in `records`, each held while it answers by the
+    /// replica that took it (this run's: [`crate::replica::id`]).
+    pub fn new(records: Records, replicas: crate::replica::Replicas) -> Self {
+        Self { records, replicas }
     }
 
     /// Looks the key up inside a transaction; on first use, holds it for
@@ -156,7 +157,7 @@ impl Idempotency {
             request_hash: request.request_hash.clone(),
             response,
             target,
-            boot_id: self.boot_id.clone(),
+            boot_id: crate::replica::id().to_owned(),
             created_at: now(),
             created_ms: now_ms(),
         })?;
@@ -176,12 +177,16 @@ impl Idempotency {
             Claim::Mismatch
         } else if let Some(response) = found.response {
             Claim::Replay(response)
-        } else if found.boot_id != self.boot_id {
+        } else if found.boot_id == crate::replica::id()
+            // Still answering on another replica, or, if that cannot be
+            // told now, taken to be: the client retries.
+            || self.replicas.is_live(&found.boot_id).unwrap_or(true)
+        {
+            Claim::InProgress
+        } else {
             Claim::Interrupted {
                 target: found.target,
             }
-        } else {
-            Claim::InProgress
         }
     }
 

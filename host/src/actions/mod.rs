@@ -54,9 +54,9 @@ use record::{new_action_id, rfc3339_ms, summary};
 use run::admission;
 
 use crate::executions::{ExecutionRecord, Pipeline};
+use crate::replica::Replicas;
 use crate::runtime::FieldError;
 use crate::store::{Records, StoreError};
-use crate::tenancy::random_bytes;
 
 /// Why an action operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,12 @@ pub enum ActionError {
     /// The plugins are still loading after start-up.
     #[error("{0}")]
     Unavailable(String),
+    /// This replica's lease lapsed while it ran the action, and another
+    /// replica recovered it; the run's outcome is in its execution record.
+    #[error(
+        "action {0} was recovered by another replica while this one ran it (this replica's lease lapsed); its outcome is in the execution record"
+    )]
+    LeaseLost(String),
     /// The tenant or the plugin is at its concurrency cap; nothing changed.
     #[error(transparent)]
     Busy(#[from] crate::executions::Busy),
@@ -118,15 +124,22 @@ struct Inner {
     tasks: tokio_util::task::TaskTracker,
     /// Scheduler runs in flight per tenant, for the per-tenant cap.
     per_tenant: Mutex<HashMap<String, usize>>,
+    /// The leases of the replicas sharing the store.
+    replicas: Replicas,
 }
 
 impl Actions {
     /// The actions in `records`, run through `pipeline`.
-    pub fn new(records: Records, pipeline: Pipeline, config: SchedulerConfig) -> Self {
-        let boot_id = hex::encode(random_bytes::<8>());
+    pub fn new(
+        records: Records,
+        pipeline: Pipeline,
+        config: SchedulerConfig,
+        replicas: Replicas,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                idempotency: Idempotency::new(records.clone(), boot_id),
+                idempotency: Idempotency::new(records.clone(), replicas.clone()),
+                replicas,
                 records,
                 pipeline,
                 config,
@@ -160,6 +173,11 @@ impl Actions {
     /// The scheduler's settings.
     pub fn config(&self) -> &SchedulerConfig {
         &self.inner.config
+    }
+
+    /// The leases of the replicas sharing the store.
+    pub fn replicas(&self) -> &Replicas {
+        &self.inner.replicas
     }
 
     pub(super) fn records(&self) -> &Records {

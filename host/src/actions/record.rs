@@ -184,6 +184,11 @@ pub struct Action {
     pub approved_hash: Option<String>,
     /// The current status.
     pub status: ActionStatus,
+    /// While executing: the replica running it (`rep_…`, see
+    /// `GET /v1/replicas`). Its lease keeps the run its own; once the
+    /// lease expires, any replica recovers the action by the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_on: Option<String>,
     /// While scheduled: when it is due (milliseconds since the epoch).
     pub due_ms: Option<u64>,
     /// While scheduled: when it is due (RFC 3339).
@@ -267,7 +272,11 @@ impl Record for Action {
                 ));
             }
             (ActionStatus::Executing, _) => {
-                entries.push(IndexEntry::multi("actions_executing", "all"));
+                // By replica: recovery takes a dead replica's runs.
+                entries.push(IndexEntry::multi(
+                    "actions_executing",
+                    self.running_on.as_deref().unwrap_or("all"),
+                ));
             }
             _ => {}
         }
@@ -299,6 +308,8 @@ impl Action {
         });
         self.status = to;
         self.updated_at = at;
+        // Only this run's replica may finish what it claims.
+        self.running_on = (to == ActionStatus::Executing).then(|| crate::replica::id().to_owned());
         if to != ActionStatus::Scheduled {
             self.due_ms = None;
             self.due_at = None;

@@ -144,6 +144,7 @@ impl Actions {
             started_at: at.clone(),
             finished_at: at,
             duration_ms: 0,
+            replica: Some(crate::replica::id().to_owned()),
         }
     }
 
@@ -179,7 +180,9 @@ impl Actions {
             .commit(move |tx| {
                 let mut claimed = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    let Some(mut action) = tx.get::<Action>(id)? else {
+                    // Another replica claiming the same action holds it: it
+                    // is theirs, and this one passes over it.
+                    let Some(mut action) = tx.get_unless_locked::<Action>(id)? else {
                         claimed.push(Err(ActionError::NotFound(id.clone())));
                         continue;
                     };
@@ -347,6 +350,12 @@ impl Actions {
             let Some(mut action) = tx.get::<Action>(&id)? else {
                 return Ok(Err(ActionError::NotFound(id.clone())));
             };
+            if action.running_on.as_deref() != Some(crate::replica::id()) {
+                // This replica's lease lapsed and another recovered the
+                // action: the outcome is in the execution record only.
+                tx.put(&record)?;
+                return Ok(Err(ActionError::LeaseLost(id.clone())));
+            }
             let scheduler = Actor::system("scheduler");
             let error = record.error.clone();
             let (transition, comment, due) = match (&record.status, &error) {

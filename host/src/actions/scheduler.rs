@@ -54,6 +54,13 @@ pub struct SchedulerConfig {
     /// How long idempotency keys are kept (default 24h; never less).
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
+    /// How long a replica's lease on what it runs lasts unrenewed (default
+    /// 15s; at least 1s). Each replica renews its own every third of it;
+    /// once a replica's lease has expired, the others recover its
+    /// `executing` actions. Longer rides out longer database stalls;
+    /// shorter recovers a dead replica's actions sooner.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -67,6 +74,7 @@ impl Default for SchedulerConfig {
             backoff_max: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -82,6 +90,9 @@ impl SchedulerConfig {
         }
         if self.poll_interval.is_zero() {
             return Err("scheduler.poll_interval must be more than 0".into());
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err("scheduler.lease must be at least 1s".into());
         }
         if self.idempotency_ttl < Duration::from_secs(24 * 3600) {
             return Err("scheduler.idempotency_ttl must be at least 24h".into());
@@ -123,11 +134,30 @@ impl Actions {
             per_tenant = config.per_tenant,
             "scheduler started"
         );
+        let mut without_lease = false;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let next_due = match self.pass(&global, &mut cursor).await {
+            // A replica that cannot renew its lease claims nothing: once it
+            // expires, the others recover what this one holds.
+            let holds_lease = self.replicas().holds_lease();
+            if holds_lease == without_lease {
+                without_lease = !holds_lease;
+                if without_lease {
+                    tracing::warn!(
+                        "this replica cannot renew its lease: it claims no due actions until it can"
+                    );
+                } else {
+                    tracing::info!("lease renewed: claiming due actions again");
+                }
+            }
+            let passed = if holds_lease {
+                self.pass(&global, &mut cursor).await
+            } else {
+                Ok(None)
+            };
+            let next_due = match passed {
                 Ok(next) => next,
                 Err(err) => {
                     tracing::error!(%err, "scheduler pass failed; retrying shortly");

@@ -51,6 +51,9 @@ pub struct ExecutionView {
     started_at: String,
     finished_at: String,
     duration_ms: u64,
+    /// The replica that ran it (`rep_…`), where several serve one database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<String>,
 }
 
 impl From<ExecutionRecord> for ExecutionView {
@@ -85,6 +88,7 @@ impl From<ExecutionRecord> for ExecutionView {
             started_at: record.started_at,
             finished_at: record.finished_at,
             duration_ms: record.duration_ms,
+            replica: record.replica,
         }
     }
 }

@@ -638,6 +638,9 @@ impl From<ActionError> for ApiError {
             ActionError::Unavailable(message) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
+            ActionError::LeaseLost(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
             ActionError::Busy(busy) => busy.into(),
             ActionError::Store(err) => err.into(),
         }

@@ -58,7 +58,7 @@ impl CopyArgs {
         })?;
         let to = PgStore::open(&self.to, 4, true).map_err(failed)?;
         // No server may write into the database while it fills.
-        to.claim_serving().map_err(failed)?;
+        to.claim_exclusive().map_err(failed)?;
         let copied = crate::store::copy::copy(&from, &to).map_err(|err| match err {
             // Refused before anything was written.
             crate::store::StoreError::Rejected(_) => failed(err),

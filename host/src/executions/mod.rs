@@ -120,6 +120,9 @@ pub struct ExecutionRecord {
     pub finished_at: String,
     /// Milliseconds in the sandbox.
     pub duration_ms: u64,
+    /// The replica that ran it (`rep_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 fn default_transition() -> String {
@@ -739,6 +742,7 @@ impl Pipeline {
             started_at,
             finished_at: now(),
             duration_ms,
+            replica: Some(crate::replica::id().to_owned()),
         };
         tracing::info!(
             execution = %record.id,
@@ -785,6 +789,7 @@ impl Pipeline {
             started_at: at.clone(),
             finished_at: at,
             duration_ms: 0,
+            replica: Some(crate::replica::id().to_owned()),
         }
     }
 

@@ -29,6 +29,7 @@ use crate::executions::Pipeline;
 use crate::identities::Identities;
 use crate::models::Models;
 use crate::registry::PluginRegistry;
+use crate::replica::Replicas;
 use crate::runtime::{HostRule, Runtime, RuntimeConfig};
 use crate::store::{PgStore, Records, SledStore, migrate};
 use crate::tenancy::{Tenancy, bootstrap};
@@ -135,11 +136,24 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     // The data dir holds the keys, uploads and cache whatever the store.
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let data_dir_lock = crate::replica::DataDirLock::acquire(&config.data_dir)?;
     let (store, records) = open_store(config.store_location())?;
     if let OpenStore::Postgres(store) = &store {
         store.claim_serving()?;
     }
-    tracing::info!(store = %store.describe(), "store open");
+    tracing::info!(store = %store.describe(), replica = crate::replica::id(), "store open");
+    let replicas = Replicas::new(
+        records.clone(),
+        config.scheduler.lease,
+        matches!(store, OpenStore::Postgres(_)),
+        data_dir_lock.previous.clone(),
+        config.listen.to_string(),
+    );
+    // Live before this replica takes on anything.
+    replicas
+        .renew()
+        .await
+        .context("cannot write this replica's lease")?;
     let tenancy = Tenancy::new(records.clone());
     if let Some(path) = bootstrap(&tenancy, &config.data_dir)? {
         records.durable().await?;
@@ -220,7 +234,12 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         records.clone(),
         config.concurrency.clone(),
     );
-    let actions = Actions::new(records.clone(), pipeline.clone(), config.scheduler.clone());
+    let actions = Actions::new(
+        records.clone(),
+        pipeline.clone(),
+        config.scheduler.clone(),
+        replicas.clone(),
+    );
     let events = Events::new(records.clone(), config.events.clone());
     let contacts = Contacts::new(records.clone(), events.clone(), actions.clone());
     let tracker = Tracker::new(records.clone(), events.clone(), &config.tracker);
@@ -295,6 +314,12 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     tracing::info!(address = %address, url = %public_url, data_dir = %config.data_dir.display(), "listening on http://{address}");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Renewed until the runs in flight have finished, after the rest stops.
+    let lease_stop = tokio_util::sync::CancellationToken::new();
+    let lease = tokio::spawn({
+        let (replicas, stop) = (replicas.clone(), lease_stop.clone());
+        async move { replicas.run_renewals(stop).await }.in_current_span()
+    });
     tokio::spawn(
         async move {
             shutdown_signal().await;
@@ -391,6 +416,10 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                 Err(err) => tracing::error!(error = %err, "finishing interrupted contact erasures failed; they are tried again at the next start"),
             }
             tokio::spawn({
+                let (actions, stop) = (actions.clone(), stop.clone());
+                async move { actions.run_recovery(stop).await }.in_current_span()
+            });
+            tokio::spawn({
                 let (events, stop) = (events.clone(), stop.clone());
                 async move { events.run_retention(stop).await }.in_current_span()
             });
@@ -428,9 +457,18 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     if !agents.drain(timeout).await {
         tracing::warn!("some agent runs did not finish in time; they resume at the next start");
     }
-    if !actions.drain(timeout).await {
+    let drained = actions.drain(timeout).await;
+    lease_stop.cancel();
+    let _ = lease.await;
+    if drained {
+        // Nothing is left running: the others need not wait for the lease
+        // to expire.
+        if let Err(err) = replicas.release().await {
+            tracing::warn!(%err, "cannot remove this replica's lease; it expires by itself");
+        }
+    } else {
         tracing::warn!(
-            "some action runs did not finish in time; they will be recovered at the next start"
+            "some action runs did not finish in time; they are recovered at the next start, or by another replica once this one's lease expires"
         );
     }
     store.close()?;

@@ -112,6 +112,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Tx {
     /// Reads a key.
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    /// Reads a key unless another transaction holds it (PostgreSQL's
+    /// `SKIP LOCKED`): for claims that pass over what another replica is
+    /// claiming. `None` when absent or held; do not write a key that read
+    /// `None` so. Where one process owns the store, the same as `get`.
+    fn get_unless_locked(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        self.get(tree, key)
+    }
     /// Writes a key.
     fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError>;
     /// Removes a key.
@@ -308,6 +315,16 @@ impl Records {
             }
         }
         Ok(records)
+    }
+
+    /// Every record of a collection, in id order: for the small ones.
+    pub fn list_all<R: Record>(&self) -> Result<Vec<R>> {
+        let prefix = record_key(R::COLLECTION, "");
+        self.store
+            .scan_prefix(Tree::Records, &prefix)?
+            .iter()
+            .map(|(key, bytes)| decode(key, bytes))
+            .collect()
     }
 
     /// The ids a multi index holds under `value`, in id order.
@@ -556,6 +573,16 @@ impl RecordTx<'_> {
     pub fn get<R: Record>(&self, id: &str) -> Result<Option<R>, TxError> {
         let key = record_key(R::COLLECTION, id);
         match self.tx.get(Tree::Records, &key)? {
+            Some(bytes) => Ok(Some(decode(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The record with this id, unless another transaction holds it (see
+    /// [`Tx::get_unless_locked`]): `None` when absent or held.
+    pub fn get_unless_locked<R: Record>(&self, id: &str) -> Result<Option<R>, TxError> {
+        let key = record_key(R::COLLECTION, id);
+        match self.tx.get_unless_locked(Tree::Records, &key)? {
             Some(bytes) => Ok(Some(decode(&key, &bytes)?)),
             None => Ok(None),
         }

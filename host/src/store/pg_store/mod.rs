@@ -71,7 +71,8 @@ pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// The advisory lock migrations run under (any fixed number; "actionhost").
 const MIGRATION_LOCK: i64 = 0x6163_7469_6f6e_6801;
-/// The advisory lock the serving process holds, one per database.
+/// The advisory lock every serving replica holds shared, and `store copy`
+/// exclusively.
 const SERVING_LOCK: i64 = 0x6163_7469_6f6e_6802;
 
 /// How long a caller waits for a free connection before the store answers
@@ -94,7 +95,8 @@ struct Inner {
     pool: Mutex<Pool>,
     freed: Condvar,
     max: usize,
-    /// The connection holding [`SERVING_LOCK`], while this process serves.
+    /// The connection holding [`SERVING_LOCK`], while this process serves
+    /// (or copies).
     serving: Mutex<Option<Conn>>,
     /// Commits for the committer thread.
     commits: Mutex<std::sync::mpsc::Sender<Waiting>>,
@@ -319,22 +321,39 @@ impl PgStore {
         Ok((found, PG_SCHEMA_VERSION))
     }
 
-    /// Marks this process as the one serving the database, refusing if
-    /// another process does: this build runs one serving replica per
-    /// database. The mark lasts as long as the store.
+    /// Marks this process as one of the replicas serving the database (a
+    /// shared hold on [`SERVING_LOCK`]), so that `store copy` refuses while
+    /// any replica serves. The mark lasts as long as the store.
     pub fn claim_serving(&self) -> Result<()> {
+        self.hold_serving_lock(
+            "pg_try_advisory_lock_shared($1)",
+            "`actionhost store copy` is filling the database; wait for it to finish",
+        )
+    }
+
+    /// Holds the database for this process alone (an exclusive hold on
+    /// [`SERVING_LOCK`]), refusing while any replica serves it: for
+    /// `store copy`.
+    pub fn claim_exclusive(&self) -> Result<()> {
+        self.hold_serving_lock(
+            "pg_try_advisory_lock($1)",
+            "an actionhost replica is serving the database; stop every replica first",
+        )
+    }
+
+    fn hold_serving_lock(&self, lock: &str, held_elsewhere: &str) -> Result<()> {
         blocking(|| {
             let conn = self.connect()?;
             let held: bool = conn
                 .wait(
                     conn.client
-                        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK]),
+                        .query_one(&format!("SELECT {lock}"), &[&SERVING_LOCK]),
                 )
                 .map_err(|err| self.failed(&err))?
                 .get(0);
             if !held {
                 return Err(StoreError::Storage(format!(
-                    "another actionhost is serving the database {}: this version runs one serving replica per database; stop the other one first",
+                    "the database {} is in use: {held_elsewhere}",
                     self.inner.target
                 )));
             }

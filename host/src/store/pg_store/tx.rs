@@ -357,6 +357,28 @@ impl<'a> Shared<'a> {
 
 impl Tx for PgTx<'_> {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        self.read(tree, key, false)
+    }
+
+    fn get_unless_locked(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        self.read(tree, key, true)
+    }
+
+    fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.staged.borrow_mut()[slot(tree)].insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxError> {
+        self.staged.borrow_mut()[slot(tree)].insert(key.to_vec(), None);
+        Ok(())
+    }
+}
+
+impl PgTx<'_> {
+    /// Reads and locks a key; with `skip_locked`, a key another
+    /// transaction holds reads as absent (and is not remembered as such).
+    fn read(&self, tree: Tree, key: &[u8], skip_locked: bool) -> Result<Option<Vec<u8>>, TxError> {
         if let Some(value) = self.staged.borrow()[slot(tree)].get(key) {
             return Ok(value.clone());
         }
@@ -371,8 +393,9 @@ impl Tx for PgTx<'_> {
             return Err(TxError(TxErrorKind::Retry));
         }
         let sql = format!(
-            "SELECT value FROM {} WHERE key = $1 FOR UPDATE",
-            table(tree)
+            "SELECT value FROM {} WHERE key = $1 FOR UPDATE{}",
+            table(tree),
+            if skip_locked { " SKIP LOCKED" } else { "" }
         );
         let client = &shared.conn.client;
         let found = shared.conn.statement(&sql).and_then(|statement| {
@@ -392,7 +415,9 @@ impl Tx for PgTx<'_> {
         match found {
             Ok(row) => {
                 let value: Option<Vec<u8>> = row.map(|row| row.get(0));
-                shared.seen.borrow_mut()[slot(tree)].insert(key.to_vec(), value.clone());
+                if value.is_some() || !skip_locked {
+                    shared.seen.borrow_mut()[slot(tree)].insert(key.to_vec(), value.clone());
+                }
                 Ok(value)
             }
             Err(err) => {
@@ -402,15 +427,5 @@ impl Tx for PgTx<'_> {
                 Err(TxError(TxErrorKind::Retry))
             }
         }
-    }
-
-    fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxError> {
-        self.staged.borrow_mut()[slot(tree)].insert(key.to_vec(), Some(value.to_vec()));
-        Ok(())
-    }
-
-    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxError> {
-        self.staged.borrow_mut()[slot(tree)].insert(key.to_vec(), None);
-        Ok(())
     }
 }

@@ -1,0 +1,409 @@
+//! Replicas: several `actionhost serve` processes on one PostgreSQL
+//! database share the due work, each action delivered once, and a replica
+//! killed mid-drain has its runs recovered by the others once its lease
+//! expires, without a restart.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actionhost_tests::postgres;
+use actionhost_tests::providers::{Fault, Providers, TOKEN};
+use actionhost_tests::server::{Options, Server};
+use serde_json::{Value, json};
+
+/// One key for every replica: the credentials are sealed with it.
+const SECRET_KEY: &str = "6b1f0c0e5d8a4f3b9e2d7c6a5b4f3e2d1c0b9a8f7e6d5c4b3a29180706050403";
+
+/// A replica storing in `url`. The first one (no `admin`) bootstraps the
+/// tenant; the others join with its admin key.
+fn replica(url: &str, admin: Option<&str>, scheduler: bool, lease: &str) -> Server {
+    Server::start_with(Options {
+        store: Some(url.to_owned()),
+        admin_key: admin.map(str::to_owned),
+        env: vec![
+            ("ACTIONHOST_SECRET_KEY".into(), SECRET_KEY.into()),
+            (
+                "ACTIONHOST_SCHEDULER__ENABLED".into(),
+                scheduler.to_string(),
+            ),
+            ("ACTIONHOST_SCHEDULER__LEASE".into(), lease.into()),
+        ],
+        ..Options::default()
+    })
+}
+
+/// Starts `n` replicas at once, all with their scheduler on.
+fn replicas(url: &str, admin: &str, n: usize, lease: &str) -> Vec<Server> {
+    std::thread::scope(|scope| {
+        let started: Vec<_> = (0..n)
+            .map(|_| scope.spawn(move || replica(url, Some(admin), true, lease)))
+            .collect();
+        started
+            .into_iter()
+            .map(|s| s.join().expect("replica started"))
+            .collect()
+    })
+}
+
+fn ok(answer: &actionhost_tests::server::Answer) -> &Value {
+    answer.ok()
+}
+
+fn linkedin_account(server: &Server, providers: &Providers) {
+    let config = server.post(
+        "/api/v1/auth-configs",
+        &json!({ "appName": "linkedin-message", "scheme": { "type": "bearer" } }),
+    );
+    let config_id = ok(&config)["id"].as_str().expect("id").to_owned();
+    ok(&server.post(
+        "/api/v1/connectedAccounts",
+        &json!({ "authConfigId": config_id, "entityId": "ada", "metadata": { "base_url": providers.base_url }, "credentials": { "token": TOKEN } }),
+    ));
+}
+
+/// Creates `messages` approved LinkedIn messages (each body `Hello mN`)
+/// and `noops` no-op actions, all due now, from four clients; returns the
+/// ids of each kind.
+fn create_due(server: &Server, messages: usize, noops: usize) -> (Vec<String>, Vec<String>) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let post = |path: &str, body: &Value| -> Value {
+        let response = client
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&server.admin_key)
+            .json(body)
+            .send()
+            .expect("request");
+        let status = response.status();
+        let json: Value = response.json().expect("JSON");
+        assert!(status.is_success(), "{path}: {status} {json}");
+        json
+    };
+    let clients = 4;
+    let (linked, noop): (Vec<Vec<String>>, Vec<Vec<String>>) = std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..clients)
+            .map(|c| {
+                let post = &post;
+                scope.spawn(move || {
+                    let mut linked = Vec::new();
+                    for n in (c..messages).step_by(clients) {
+                        let body = json!({ "type": "linkedin_message", "params": { "recipients": [format!("urn:li:person:m{n}")], "body": format!("Hello m{n}") }, "identity_id": "ada" });
+                        linked.push(post("/v1/actions", &body)["action_id"].as_str().expect("id").to_owned());
+                    }
+                    for batch in linked.chunks(100) {
+                        let answer = post(
+                            "/v1/actions/approve/bulk",
+                            &json!({ "action": "approve", "action_ids": batch }),
+                        );
+                        assert_eq!(answer["failed"].as_array().map_or(0, Vec::len), 0, "{answer}");
+                    }
+                    let mut noop = Vec::new();
+                    for n in (c..noops).step_by(clients) {
+                        let body = json!({ "type": "noop", "params": { "echo": format!("n{n}") }, "identity_id": "ada", "require_approval": false });
+                        noop.push(post("/v1/actions", &body)["action_id"].as_str().expect("id").to_owned());
+                    }
+                    (linked, noop)
+                })
+            })
+            .collect();
+        parts.into_iter().map(|p| p.join().expect("client")).unzip()
+    });
+    (linked.concat(), noop.concat())
+}
+
+/// How many actions are in `status`, as one replica sees them.
+fn count(server: &Server, status: &str) -> u64 {
+    let answer = server.get(&format!("/v1/actions?status={status}&limit=1"));
+    ok(&answer)["pagination"]["total_items"]
+        .as_u64()
+        .expect("total_items")
+}
+
+/// Waits until nothing is scheduled or executing.
+fn wait_drained(server: &Server, within: Duration) {
+    let deadline = Instant::now() + within;
+    while count(server, "scheduled") + count(server, "executing") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not drained within {within:?}: {} scheduled, {} executing",
+            count(server, "scheduled"),
+            count(server, "executing")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Message bodies the LinkedIn stand-in received, with how often.
+fn deliveries(providers: &Providers) -> HashMap<String, usize> {
+    let mut delivered = HashMap::new();
+    for request in providers.requests() {
+        if request.path == "/rest/messages" {
+            let body = request.json()["body"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            *delivered.entry(body).or_default() += 1;
+        }
+    }
+    delivered
+}
+
+/// How many attempts a replica's log says it finished.
+fn attempts_run(server: &Server) -> usize {
+    server.log().matches("action attempt finished").count()
+}
+
+fn replica_id(server: &Server) -> String {
+    std::fs::read_to_string(server.data_dir.join("replica.id"))
+        .expect("replica.id")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn three_replicas_drain_ten_thousand_due_actions_each_delivered_once_each_running_a_share() {
+    let total: usize = std::env::var("ACTIONHOST_REPLICA_ACTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let url = postgres::database();
+    let providers = Providers::start();
+    // The work is created on one replica whose scheduler is off, so that
+    // all of it is due when the three start together.
+    let mut first = replica(&url, None, false, "15s");
+    linkedin_account(&first, &providers);
+    let started = Instant::now();
+    let (messages, _) = create_due(&first, total, 0);
+    eprintln!(
+        "created and approved {} LinkedIn messages in {:.1} s",
+        messages.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let admin = first.admin_key.clone();
+    first.stop();
+    let started = Instant::now();
+    let servers = replicas(&url, &admin, 3, "15s");
+    wait_drained(&servers[0], Duration::from_secs(600));
+    let drained = started.elapsed();
+
+    let succeeded = count(&servers[1], "succeeded");
+    if succeeded != total as u64 {
+        let failed = ok(&servers[1].get("/v1/actions?limit=3&status=failed")).clone();
+        panic!(
+            "{succeeded} of {total} succeeded; pending_approval {}, failed {}, outcome_unknown {}: {failed}",
+            count(&servers[1], "pending_approval"),
+            count(&servers[1], "failed"),
+            count(&servers[1], "outcome_unknown")
+        );
+    }
+    let delivered = deliveries(&providers);
+    let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    for n in 0..total {
+        assert_eq!(
+            delivered.get(&format!("Hello m{n}")),
+            Some(&1),
+            "message m{n} was not delivered"
+        );
+    }
+    let shares: Vec<usize> = servers.iter().map(attempts_run).collect();
+    eprintln!(
+        "three replicas drained {total} due actions in {:.1} s ({:.0}/s); attempts per replica {shares:?}",
+        drained.as_secs_f64(),
+        total as f64 / drained.as_secs_f64()
+    );
+    assert_eq!(shares.iter().sum::<usize>(), total, "one attempt each");
+    assert!(
+        shares.iter().all(|&share| share > 0),
+        "every replica runs a share: {shares:?}"
+    );
+    // An execution record names the replica that ran it.
+    let action = ok(&servers[2].get(&format!("/v1/actions/{}", messages[0]))).clone();
+    let execution = action["action"]["executions"][0]
+        .as_str()
+        .expect("an execution")
+        .to_owned();
+    let record = ok(&servers[2].get(&format!("/v1/executions/{execution}"))).clone();
+    let ran_on = record["replica"].as_str().expect("replica").to_owned();
+    assert!(
+        servers.iter().any(|s| replica_id(s) == ran_on),
+        "{ran_on} is one of the three"
+    );
+}
+
+#[test]
+fn a_replica_killed_mid_drain_loses_nothing_and_its_runs_are_recovered_by_the_others_after_its_lease()
+ {
+    let url = postgres::database();
+    let providers = Providers::start();
+    let mut first = replica(&url, None, false, "2s");
+    linkedin_account(&first, &providers);
+    let (messages, noops) = create_due(&first, 1_500, 500);
+    let admin = first.admin_key.clone();
+    first.stop();
+    let mut servers = replicas(&url, &admin, 3, "2s");
+    let victim = replica_id(&servers[1]);
+
+    // Mid-drain, the provider slows down so that runs are in flight, and
+    // once the victim holds some, it is killed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while deliveries(&providers).len() < 300 {
+        assert!(Instant::now() < deadline, "the drain never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..200 {
+        providers.fail_next(Fault::Slow(Duration::from_secs(3)));
+    }
+    let held_by_victim = |server: &Server| -> Vec<String> {
+        let page = ok(&server.get("/v1/actions?status=executing&limit=100")).clone();
+        page["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["running_on"] == victim.as_str())
+            .filter_map(|a| a["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let in_flight = loop {
+        let held = held_by_victim(&servers[0]);
+        if !held.is_empty() {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "the victim never held a run");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    servers[1].kill();
+    let killed = Instant::now();
+    let delivered_at_kill: usize = deliveries(&providers).values().sum();
+
+    // The other two go on, and recover the victim's runs once its lease
+    // (2 s) has expired: nothing is left executing on it.
+    wait_drained(&servers[0], Duration::from_secs(300));
+    let settled = killed.elapsed();
+    assert!(held_by_victim(&servers[2]).is_empty());
+    let delivered = deliveries(&providers);
+    let after: usize = delivered.values().sum();
+    assert!(
+        after > delivered_at_kill,
+        "the survivors went on delivering"
+    );
+    let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+
+    let (mut unknown, mut lost, mut bad) = (0, 0, Vec::new());
+    for (n, id) in messages.iter().enumerate() {
+        let answer = servers[0].get(&format!("/v1/actions/{id}"));
+        if answer.status != 200 {
+            lost += 1;
+            continue;
+        }
+        let action = &answer.json["action"];
+        let status = action["status"].as_str().unwrap_or_default();
+        let sent = delivered.get(&format!("Hello m{n}")).copied().unwrap_or(0);
+        match status {
+            "succeeded" if sent == 1 => {}
+            // The victim's runs: they may or may not have reached LinkedIn,
+            // so a person decides; never run again behind their back.
+            "outcome_unknown" => {
+                assert_eq!(action["last_error"]["code"], "interrupted", "{action}");
+                let message = action["last_error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains(&victim), "{message}");
+                unknown += 1;
+            }
+            _ => bad.push(format!("{id}: {status}, delivered {sent} time(s)")),
+        }
+    }
+    for id in &noops {
+        let answer = servers[2].get(&format!("/v1/actions/{id}"));
+        if answer.status != 200 {
+            lost += 1;
+            continue;
+        }
+        // Idempotent: run again after recovery, and succeeded.
+        let status = answer.json["action"]["status"].as_str().unwrap_or_default();
+        if status != "succeeded" {
+            bad.push(format!("{id} (noop): {status}"));
+        }
+    }
+    let recovered_noops = noops.iter().filter(|id| in_flight.contains(id)).count();
+    eprintln!(
+        "kill -9 of one of three replicas mid-drain: {} in flight on it when killed (seen), {unknown} LinkedIn messages left outcome_unknown, {lost} lost, {} in a state the rule does not allow; settled {:.1} s after the kill; {after} messages delivered, none twice",
+        in_flight.len(),
+        bad.len(),
+        settled.as_secs_f64()
+    );
+    assert_eq!(lost, 0, "acknowledged actions lost");
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert!(
+        unknown + recovered_noops > 0,
+        "the victim's runs were recovered by the rule"
+    );
+    // Recovered by a survivor, not by a restart of the victim.
+    let recovered_by: usize = [&servers[0], &servers[2]]
+        .iter()
+        .map(|s| {
+            s.log()
+                .matches("recovered the actions of a replica whose lease expired")
+                .count()
+        })
+        .sum();
+    assert!(recovered_by > 0, "a survivor recovered the victim's runs");
+}
+
+#[test]
+fn replicas_share_a_database_one_data_dir_serves_once_and_store_copy_waits_for_every_replica() {
+    let url = postgres::database();
+    let first = replica(&url, None, true, "15s");
+    let second = replica(&url, Some(&first.admin_key), true, "15s");
+    // Both serve the same records.
+    let created = ok(&first.post(
+        "/v1/actions",
+        &json!({ "type": "noop", "params": {}, "identity_id": "ada", "scheduled_time": "2099-01-01T00:00:00Z" }),
+    ))["action_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(second.get(&format!("/v1/actions/{created}")).status, 200);
+
+    // A second serve on a data dir in use is refused, naming why.
+    let again = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&second.data_dir)
+        .arg("--plugins-dir")
+        .arg(&second.plugins_dir)
+        .env("ACTIONHOST_STORE", &url)
+        .env("ACTIONHOST_SECRET_KEY", SECRET_KEY)
+        .output()
+        .expect("run actionhost serve");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another actionhost is serving from the data dir"),
+        "{stderr}"
+    );
+
+    // `store copy` into a database replicas serve is refused.
+    let sled = tempfile::tempdir().expect("temp dir");
+    let seeded = Server::start_with(Options {
+        data_dir: Some(sled.path().join("data")),
+        store: None,
+        ..Options::default()
+    });
+    drop(seeded);
+    let copy = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args(["store", "copy", "--from"])
+        .arg(sled.path().join("data"))
+        .args(["--to", &url])
+        .output()
+        .expect("run actionhost store copy");
+    let stderr = String::from_utf8_lossy(&copy.stderr);
+    assert_ne!(copy.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("is in use: an actionhost replica is serving the database"),
+        "{stderr}"
+    );
+    assert_eq!(first.get("/v1/actions").status, 200);
+}
