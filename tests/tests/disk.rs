@@ -134,7 +134,7 @@ fn a_full_disk_answers_507_loses_nothing_acknowledged_and_recovers_after_a_resta
     // Until a restart, the store answers nothing (its memory holds writes
     // that never reached the disk), and readiness says why.
     let ready = server.get("/readyz");
-    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(ready.status, 503, "{}\n{}", ready.text, server.log());
     assert_eq!(ready.json["status"], "storage_failed", "{}", ready.text);
     let reason = ready.json["reason"].as_str().unwrap_or_default();
     assert!(

@@ -69,7 +69,8 @@ struct Inner {
     failure: Failure,
 }
 
-/// The first storage failure of a write, after which the store refuses
+/// The first storage failure (of a write, or of a read: sled reports an I/O
+/// error it met while writing to later reads too), after which the store refuses
 /// every read and write until the process restarts.
 ///
 /// sled cannot be trusted after an I/O error: its in-memory trees hold the
@@ -493,7 +494,7 @@ impl Store for SledStore {
         self.tree(tree)
             .get(key)
             .map(|value| value.map(|v| v.to_vec()))
-            .map_err(|err| storage(&self.inner.path, err))
+            .map_err(|err| self.inner.failure.record(storage(&self.inner.path, err)))
     }
 
     fn scan_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -503,7 +504,7 @@ impl Store for SledStore {
             .map(|entry| {
                 entry
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|err| storage(&self.inner.path, err))
+                    .map_err(|err| self.inner.failure.record(storage(&self.inner.path, err)))
             })
             .collect()
     }
@@ -523,7 +524,7 @@ impl Store for SledStore {
             .map(|entry| {
                 entry
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|err| storage(&self.inner.path, err))
+                    .map_err(|err| self.inner.failure.record(storage(&self.inner.path, err)))
             })
             .collect()
     }
@@ -554,7 +555,7 @@ impl Store for SledStore {
             .map(|entry| {
                 entry
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(|err| storage(&self.inner.path, err))
+                    .map_err(|err| self.inner.failure.record(storage(&self.inner.path, err)))
             })
             .collect()
     }
@@ -566,7 +567,7 @@ impl Store for SledStore {
         }
         let mut count = 0;
         for entry in self.tree(tree).range(start..end) {
-            entry.map_err(|err| storage(&self.inner.path, err))?;
+            entry.map_err(|err| self.inner.failure.record(storage(&self.inner.path, err)))?;
             count += 1;
         }
         Ok(count)
