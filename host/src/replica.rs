@@ -71,6 +71,53 @@ impl Replica {
     }
 }
 
+/// A named lock held through the store, so that it holds across replicas:
+/// the holder's replica and when the hold lapses if never released (its
+/// replica died holding it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreLock {
+    /// The lock's name, such as `refresh/ACCOUNT_ID`.
+    pub id: String,
+    /// The replica holding it.
+    pub holder: String,
+    /// When the hold lapses (milliseconds since the epoch).
+    pub until_ms: u64,
+}
+
+impl Record for StoreLock {
+    const COLLECTION: &'static str = "locks";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A [`StoreLock`] this run holds, released when dropped.
+pub struct HeldLock {
+    records: Option<Records>,
+    name: String,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let Some(records) = &self.records else {
+            return;
+        };
+        // Unreleased (the store is out of reach), it lapses by itself.
+        let released = records.transaction(|tx| {
+            if tx
+                .get::<StoreLock>(&self.name)?
+                .is_some_and(|lock| lock.holder == id())
+            {
+                tx.remove::<StoreLock>(&self.name)?;
+            }
+            Ok(())
+        });
+        if let Err(err) = released {
+            tracing::warn!(lock = %self.name, %err, "cannot release a store lock; it lapses by itself");
+        }
+    }
+}
+
 /// The data dir's hold on this run: a lock that keeps a second `serve`
 /// from using the same data dir, and the file naming the replica id of the
 /// run that held it last.
@@ -207,6 +254,54 @@ impl Replicas {
                 }
                 Err(_) => {}
             }
+        }
+    }
+
+    /// Takes the lock `name` for this run, across replicas: waits while
+    /// another live holder has it, for at most `wait`; the hold lapses after
+    /// `hold` if this run dies holding it. `Ok(None)` when `wait` ran out.
+    /// Where no other process shares the store, the process's own locking
+    /// suffices and nothing is written.
+    pub async fn lock(
+        &self,
+        name: &str,
+        hold: Duration,
+        wait: Duration,
+    ) -> Result<Option<HeldLock>, StoreError> {
+        if !self.inner.shared {
+            return Ok(Some(HeldLock {
+                records: None,
+                name: name.to_owned(),
+            }));
+        }
+        let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let at = now_ms();
+            let taken = self.inner.records.transaction(|tx| {
+                if let Some(lock) = tx.get::<StoreLock>(name)?
+                    && lock.holder != id()
+                    && lock.until_ms > at
+                {
+                    return Ok(false);
+                }
+                tx.put(&StoreLock {
+                    id: name.to_owned(),
+                    holder: id().to_owned(),
+                    until_ms: at.saturating_add(hold_ms),
+                })?;
+                Ok(true)
+            })?;
+            if taken {
+                return Ok(Some(HeldLock {
+                    records: Some(self.inner.records.clone()),
+                    name: name.to_owned(),
+                }));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

@@ -407,3 +407,58 @@ fn replicas_share_a_database_one_data_dir_serves_once_and_store_copy_waits_for_e
     );
     assert_eq!(first.get("/v1/actions").status, 200);
 }
+
+#[test]
+fn six_executions_across_three_replicas_meet_a_rejected_token_and_one_refresh_reaches_the_provider()
+{
+    let url = postgres::database();
+    let providers = Providers::start();
+    let first = replica(&url, None, true, "15s");
+    let config = actionhost_tests::providers::oauth_config(&first, &providers);
+    actionhost_tests::providers::oauth_connect(&first, &providers, &config, "ada");
+    let others = replicas(&url, &first.admin_key, 2, "15s");
+    let servers = [&first, &others[0], &others[1]];
+    let body = json!({ "entityId": "ada", "appName": "crm-sync", "input": { "contacts": [{ "email": "ada@example.com" }] } });
+    // Every replica gets the account's token once.
+    for server in servers {
+        let answer = server.post("/api/v2/actions/crm_sync/execute", &body);
+        assert_eq!(answer.json["successful"], true, "{}", answer.text);
+    }
+    let before = providers.refreshes();
+
+    // The provider stops accepting it; six executions, two per replica,
+    // meet the 401 at once.
+    for token in providers.issued_tokens() {
+        providers.revoke_token(&token);
+    }
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..6)
+            .map(|n| {
+                let server = servers[n % 3];
+                let body = &body;
+                scope.spawn(move || {
+                    reqwest::blocking::Client::new()
+                        .post(format!("{}/api/v2/actions/crm_sync/execute", server.url))
+                        .bearer_auth(&server.admin_key)
+                        .json(body)
+                        .send()
+                        .and_then(|r| r.json::<Value>())
+                        .expect("answer")
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect()
+    });
+    for answer in &answers {
+        assert_eq!(answer["successful"], true, "{answer}");
+    }
+    assert_eq!(
+        providers.refreshes() - before,
+        1,
+        "six executions on three replicas, one refresh: {:?}",
+        providers.token_log()
+    );
+}

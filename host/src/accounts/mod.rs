@@ -413,6 +413,8 @@ struct Inner {
     callback_url: String,
     token_timeout: Duration,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// For the refresh's lock across replicas.
+    replicas: crate::replica::Replicas,
 }
 
 fn unix_now() -> u64 {
@@ -438,6 +440,7 @@ impl Accounts {
         secrets: SecretBox,
         callback_url: String,
         token_timeout: Duration,
+        replicas: crate::replica::Replicas,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -446,6 +449,7 @@ impl Accounts {
                 callback_url,
                 token_timeout,
                 refreshing: Mutex::new(HashMap::new()),
+                replicas,
             }),
         }
     }
@@ -1095,6 +1099,24 @@ impl Accounts {
             locks.entry(account_id.to_owned()).or_default().clone()
         };
         let _turn = lock.lock().await;
+        // One refresh per account across replicas too: the others wait,
+        // then find the token it stored. The hold outlasts the exchange
+        // (`token_timeout`), and lapses if this replica dies holding it.
+        let _held = self
+            .inner
+            .replicas
+            .lock(
+                &format!("refresh/{account_id}"),
+                self.inner.token_timeout * 2,
+                self.inner.token_timeout * 2,
+            )
+            .await
+            .map_err(|err| unavailable(&err))?
+            .ok_or_else(|| {
+                TokenError::Unavailable(format!(
+                    "another replica is refreshing the token of connected account {account_id}; try again"
+                ))
+            })?;
         let account = self
             .inner
             .records

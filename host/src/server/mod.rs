@@ -227,6 +227,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         // A third of an execution's deadline: a refresh on a provider's 401
         // in the middle of a run still leaves it time to answer.
         (config.limits.deadline / 3).max(Duration::from_secs(1)),
+        replicas.clone(),
     );
     let pipeline = Pipeline::new(
         registry.clone(),
