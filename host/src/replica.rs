@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Record, Records, StoreError};
+use crate::store::{Record, Records, Signals, StoreError};
 use crate::tenancy::{now, random_bytes};
 
 static ID: OnceLock<String> = OnceLock::new();
@@ -178,17 +178,20 @@ struct Inner {
     /// The previous run from this data dir: dead, whatever its lease says.
     previous: Option<String>,
     listen: String,
+    /// Signals to and from the other replicas.
+    signals: Signals,
 }
 
 impl Replicas {
     /// The leases in `records`; `shared` when other processes may serve
-    /// the same store.
+    /// the same store, which `signals` reach.
     pub fn new(
         records: Records,
         lease: Duration,
         shared: bool,
         previous: Option<String>,
         listen: String,
+        signals: Signals,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -198,8 +201,19 @@ impl Replicas {
                 renewed_ms: AtomicU64::new(0),
                 previous,
                 listen,
+                signals,
             }),
         }
+    }
+
+    /// Signals to and from the other replicas.
+    pub fn signals(&self) -> &Signals {
+        &self.inner.signals
+    }
+
+    /// Whether other processes may share the store (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.inner.shared
     }
 
     /// The lease's length.

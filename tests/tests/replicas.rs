@@ -462,3 +462,53 @@ fn six_executions_across_three_replicas_meet_a_rejected_token_and_one_refresh_re
         providers.token_log()
     );
 }
+
+#[test]
+fn due_work_created_on_one_replica_wakes_another_through_listen_notify_long_before_its_poll() {
+    let url = postgres::database();
+    // The first replica runs nothing; the second polls only once a minute.
+    let creator = replica(&url, None, false, "15s");
+    let runner = Server::start_with(Options {
+        store: Some(url.clone()),
+        admin_key: Some(creator.admin_key.clone()),
+        env: vec![
+            ("ACTIONHOST_SECRET_KEY".into(), SECRET_KEY.into()),
+            ("ACTIONHOST_SCHEDULER__POLL_INTERVAL".into(), "60s".into()),
+        ],
+        ..Options::default()
+    });
+    // Past the runner's start-up pass, so that only a signal can wake it.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut waits = Vec::new();
+    for n in 0..3 {
+        let started = Instant::now();
+        let id = ok(&creator.post(
+            "/v1/actions",
+            &json!({ "type": "noop", "params": { "echo": format!("w{n}") }, "identity_id": "ada", "require_approval": false }),
+        ))["action_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        loop {
+            let action = runner.get(&format!("/v1/actions/{id}"));
+            if ok(&action)["action"]["status"] == "succeeded" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the runner did not pick up {id} within 30 s (its poll is 60 s): {}",
+                action.text
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        waits.push(started.elapsed());
+        let action = ok(&runner.get(&format!("/v1/actions/{id}"))).clone();
+        let execution = action["action"]["executions"][0]
+            .as_str()
+            .expect("an execution")
+            .to_owned();
+        let record = ok(&runner.get(&format!("/v1/executions/{execution}"))).clone();
+        assert_eq!(record["replica"], replica_id(&runner), "{record}");
+    }
+    eprintln!("created on one replica, run by the other after {waits:?} (its poll interval: 60 s)");
+}

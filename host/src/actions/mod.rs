@@ -56,7 +56,7 @@ use run::admission;
 use crate::executions::{ExecutionRecord, Pipeline};
 use crate::replica::Replicas;
 use crate::runtime::FieldError;
-use crate::store::{Records, StoreError};
+use crate::store::{Records, StoreError, Topic};
 
 /// Why an action operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +184,15 @@ impl Actions {
         &self.inner.records
     }
 
+    /// Wakes the schedulers of this replica and, through a signal, of the
+    /// others: an action became due.
     pub(super) fn wake(&self) {
+        self.inner.wake.notify_one();
+        self.replicas().signals().send(Topic::Due);
+    }
+
+    /// Wakes this replica's scheduler only: a slot of its own freed.
+    pub(super) fn wake_local(&self) {
         self.inner.wake.notify_one();
     }
 

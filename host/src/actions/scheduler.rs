@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ActionError, Actions, Actor, epoch_ms};
 use crate::executions::{Busy, Slot};
+use crate::store::Topic;
+use crate::store::signals::next_of;
 
 /// How many due entries one page of a tenant's turn reads.
 const PASS: usize = 256;
@@ -135,6 +137,8 @@ impl Actions {
             "scheduler started"
         );
         let mut without_lease = false;
+        // Due work from other replicas wakes this one as its own does.
+        let mut signals = self.replicas().signals().subscribe();
         loop {
             if *stop.borrow() {
                 break;
@@ -181,6 +185,7 @@ impl Actions {
             tokio::time::sleep(MIN_GAP).await;
             tokio::select! {
                 () = self.inner.wake.notified() => {}
+                true = next_of(&mut signals, &[Topic::Due]) => {}
                 () = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}
             }
@@ -446,7 +451,7 @@ impl Drop for TenantSlot {
             }
         }
         drop(per_tenant);
-        self.actions.wake();
+        self.actions.wake_local();
     }
 }
 

@@ -31,7 +31,7 @@ use crate::models::Models;
 use crate::registry::PluginRegistry;
 use crate::replica::Replicas;
 use crate::runtime::{HostRule, Runtime, RuntimeConfig};
-use crate::store::{PgStore, Records, SledStore, migrate};
+use crate::store::{PgStore, Records, Signals, SledStore, migrate};
 use crate::tenancy::{Tenancy, bootstrap};
 
 pub use config::{LogFormat, Overrides, ServeConfig};
@@ -142,12 +142,17 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         store.claim_serving()?;
     }
     tracing::info!(store = %store.describe(), replica = crate::replica::id(), "store open");
+    let signals = match &store {
+        OpenStore::Postgres(store) => store.signals(),
+        OpenStore::Sled(_) => Signals::local(),
+    };
     let replicas = Replicas::new(
         records.clone(),
         config.scheduler.lease,
         matches!(store, OpenStore::Postgres(_)),
         data_dir_lock.previous.clone(),
         config.listen.to_string(),
+        signals,
     );
     // Live before this replica takes on anything.
     replicas

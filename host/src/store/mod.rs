@@ -22,6 +22,7 @@
 pub mod conformance;
 pub mod copy;
 mod pg_store;
+pub mod signals;
 mod sled_store;
 
 use std::future::Future;
@@ -32,6 +33,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use pg_store::{DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgStore};
+pub use signals::{Signals, Topic};
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
 /// The version of the record layout this build writes.

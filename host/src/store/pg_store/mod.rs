@@ -38,6 +38,8 @@
 //! - **Faults.** A lost connection is a [`StoreError::Storage`] (the API
 //!   answers 503 `unavailable`); the next use opens a new one, so service
 //!   resumes when the database does, without a restart.
+//! - **Signals** between replicas (new due work, plugin changes) use
+//!   `LISTEN`/`NOTIFY` on one connection of their own ([`listen`]).
 //! - **Schema** migrations are versioned in `actionhost_schema` and run
 //!   under an advisory lock, so replicas starting together apply each once;
 //!   a database with a newer schema than this build is refused.
@@ -47,6 +49,7 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
+mod listen;
 mod pool;
 mod tx;
 
