@@ -267,8 +267,14 @@ fn a_replica_killed_mid_drain_loses_nothing_and_its_runs_are_recovered_by_the_ot
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Held across two looks 300 ms apart: slowed down, not about to finish.
     let in_flight = loop {
-        let held = held_by_victim(&servers[0]);
+        let before = held_by_victim(&servers[0]);
+        std::thread::sleep(Duration::from_millis(300));
+        let held: Vec<String> = held_by_victim(&servers[0])
+            .into_iter()
+            .filter(|id| before.contains(id))
+            .collect();
         if !held.is_empty() {
             break held;
         }
@@ -511,4 +517,165 @@ fn due_work_created_on_one_replica_wakes_another_through_listen_notify_long_befo
         assert_eq!(record["replica"], replica_id(&runner), "{record}");
     }
     eprintln!("created on one replica, run by the other after {waits:?} (its poll interval: 60 s)");
+}
+
+/// A peer answering `{"ok":true}` to every request, for the versioned
+/// fixture's report.
+fn ok_peer() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}/report")
+}
+
+/// A replica with the versioned fixture (1.0.0) in its plugins folder.
+fn versioned_replica(url: &str, admin: Option<&str>) -> Server {
+    Server::start_with(Options {
+        store: Some(url.to_owned()),
+        admin_key: admin.map(str::to_owned),
+        plugins: Some(vec![actionhost_tests::fixture("fixture-versioned")]),
+        env: vec![("ACTIONHOST_SECRET_KEY".into(), SECRET_KEY.into())],
+        ..Options::default()
+    })
+}
+
+/// The state of `fixture-versioned` 2.0.0 on `server` (`None`: not loaded)
+/// and where it came from.
+fn v2_state(server: &Server) -> Option<(String, String)> {
+    let answer = server.get("/v1/plugins");
+    ok(&answer)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["name"] == "fixture-versioned" && p["version"] == "2.0.0")
+        .map(|p| {
+            (
+                p["state"].as_str().unwrap_or_default().to_owned(),
+                p["source"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+}
+
+/// Waits until every server shows `want` for 2.0.0; returns how long it took.
+fn until_everywhere(servers: &[&Server], want: Option<(&str, &str)>) -> Duration {
+    let started = Instant::now();
+    let want = want.map(|(state, source)| (state.to_owned(), source.to_owned()));
+    loop {
+        let states: Vec<_> = servers.iter().map(|s| v2_state(s)).collect();
+        if states.iter().all(|s| *s == want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "2.0.0 is {states:?} on the replicas, not {want:?}, after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_plugin_uploaded_on_one_replica_serves_on_all_and_disable_enable_and_remove_apply_on_every_replica()
+ {
+    let url = postgres::database();
+    let peer = ok_peer();
+    let a = versioned_replica(&url, None);
+    let b = versioned_replica(&url, Some(&a.admin_key));
+    let ran_on = |server: &Server| -> String {
+        let answer = server.post(
+            "/api/v2/actions/versioned_echo/execute",
+            &json!({ "input": { "url": peer, "tag": "t" } }),
+        );
+        assert_eq!(answer.json["successful"], true, "{}", answer.text);
+        answer.json["data"]["version"]
+            .as_str()
+            .expect("version")
+            .to_owned()
+    };
+    assert_eq!(ran_on(&b), "1.0.0");
+
+    // Uploaded on A: B serves it, from its own copy.
+    let v2 = std::fs::read(actionhost_tests::fixture("fixture-versioned-v2")).expect("v2");
+    let installed = a.send(
+        a.request("POST", "/v1/plugins")
+            .bearer_auth(&a.admin_key)
+            .header("content-type", "application/wasm")
+            .body(v2.clone()),
+    );
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    let loaded = until_everywhere(&[&a, &b], Some(("active", "upload")));
+    assert_eq!(ran_on(&b), "2.0.0");
+    assert!(
+        b.data_dir
+            .join("plugins/fixture-versioned-2.0.0.wasm")
+            .is_file()
+    );
+
+    // Disabled on B: A stops serving it too.
+    let disabled = b.post("/v1/plugins/fixture-versioned/2.0.0/disable", &json!({}));
+    assert_eq!(disabled.status, 200, "{}", disabled.text);
+    let switched = until_everywhere(&[&a, &b], Some(("disabled", "upload")));
+    assert_eq!(ran_on(&a), "1.0.0");
+
+    // A replica started now serves what the database says: 2.0.0, disabled.
+    let c = versioned_replica(&url, Some(&a.admin_key));
+    assert_eq!(v2_state(&c), Some(("disabled".into(), "upload".into())));
+
+    // Enabled on A, then removed on C: it goes from every replica.
+    let enabled = a.post("/v1/plugins/fixture-versioned/2.0.0/enable", &json!({}));
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    until_everywhere(&[&a, &b, &c], Some(("active", "upload")));
+    assert_eq!(ran_on(&c), "2.0.0");
+    let removed = c.call(
+        "DELETE",
+        "/v1/plugins/fixture-versioned/2.0.0",
+        Some(&c.admin_key),
+        None,
+    );
+    assert_eq!(removed.status, 200, "{}", removed.text);
+    let gone = until_everywhere(&[&a, &b, &c], None);
+    for server in [&a, &b, &c] {
+        assert_eq!(ran_on(server), "1.0.0");
+        assert!(
+            !server
+                .data_dir
+                .join("plugins/fixture-versioned-2.0.0.wasm")
+                .exists()
+        );
+    }
+    eprintln!(
+        "uploaded on A, serving on B after {loaded:?}; disabled on B, off on A after {switched:?}; removed on C, gone everywhere after {gone:?}"
+    );
 }

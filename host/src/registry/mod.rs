@@ -24,6 +24,7 @@
 //! execution holding it ends. Changes are serialized by one async lock;
 //! compiling happens before it is taken, off the request path.
 
+mod shared;
 mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +41,7 @@ use crate::runtime::{
 };
 use sha2::{Digest, Sha256};
 
+pub use shared::{PluginBlob, PluginSwitch, SharedPlugin};
 pub use watch::watch_folder;
 
 /// A log line is written for a compile still running after this long, and
@@ -292,6 +294,8 @@ struct Inner {
     ready: AtomicBool,
     /// The SHA-256s an upload may have (lowercase hex); empty: any.
     allowed_uploads: BTreeSet<String>,
+    /// The shared store, when uploads and switches hold across replicas.
+    shared: std::sync::OnceLock<shared::Shared>,
 }
 
 fn key_of(name: &str, version: &semver::Version) -> String {
@@ -353,6 +357,7 @@ impl PluginRegistry {
                 disabled: Mutex::new(disabled),
                 ready: AtomicBool::new(false),
                 allowed_uploads,
+                shared: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -373,6 +378,7 @@ impl PluginRegistry {
     /// component that fails is reported and skipped.
     pub async fn load_all(&self) -> std::io::Result<()> {
         let result = self.load_sources().await;
+        self.adopt_shared().await;
         self.inner.ready.store(true, Ordering::Release);
         result
     }
@@ -731,7 +737,7 @@ impl PluginRegistry {
             )
             .await?;
         let _uploads = self.inner.uploads_lock.lock().await;
-        let manifest = plugin.manifest();
+        let manifest = plugin.manifest().clone();
         if let Some(info) = self
             .info_of_name(&manifest.name)
             .into_iter()
@@ -749,13 +755,27 @@ impl PluginRegistry {
             .inner
             .uploads
             .join(format!("{}-{}.wasm", manifest.name, manifest.version));
-        // On disk before it serves, so an acknowledged upload survives a crash.
-        crate::files::write_durably(&path, &[&bytes])
-            .map_err(|err| RegistryError::Io(format!("cannot store the upload: {err}")))?;
-        match self.admit(Source::Upload(path.clone()), plugin).await {
-            Ok(info) => Ok((info, true)),
+        // In the shared store (when there is one) and on disk before it
+        // serves, so an acknowledged upload survives a crash.
+        let published = self
+            .publish(&manifest.name, &manifest.version, &actual, &bytes)
+            .await?;
+        let admitted = match crate::files::write_durably(&path, &[&bytes]) {
+            Ok(()) => self.admit(Source::Upload(path.clone()), plugin).await,
+            Err(err) => Err(RegistryError::Io(format!("cannot store the upload: {err}"))),
+        };
+        match admitted {
+            Ok(info) => {
+                self.announce();
+                Ok((info, true))
+            }
             Err(err) => {
                 let _ = std::fs::remove_file(&path);
+                if published
+                    && let Err(undo) = self.unpublish(&manifest.name, &manifest.version).await
+                {
+                    tracing::error!(%undo, "cannot withdraw a failed upload from the shared store");
+                }
                 Err(err)
             }
         }
@@ -771,6 +791,12 @@ impl PluginRegistry {
         enabled: bool,
     ) -> Result<PluginInfo, RegistryError> {
         let key = self.key(name, version)?;
+        if self.shared().is_some() {
+            if !self.inner.snapshot.load().versions.contains_key(&key) {
+                return Err(not_loaded(name, version));
+            }
+            self.publish_switch(name, version, !enabled).await?;
+        }
         let ((), after) = self
             .change_seen(|s| {
                 let Some(entry) = s.versions.get_mut(&key) else {
@@ -784,6 +810,7 @@ impl PluginRegistry {
         let info = after
             .info(&key)
             .unwrap_or_else(|| unreachable!("the snapshot it was just updated in"));
+        self.announce();
         tracing::info!(
             plugin = name,
             version,
@@ -831,6 +858,19 @@ impl PluginRegistry {
     pub async fn remove(&self, name: &str, version: &str) -> Result<PluginInfo, RegistryError> {
         let key = self.key(name, version)?;
         let _uploads = self.inner.uploads_lock.lock().await;
+        if self.shared().is_some()
+            && matches!(
+                self.inner
+                    .snapshot
+                    .load()
+                    .versions
+                    .get(&key)
+                    .map(|e| &e.source),
+                Some(Source::Upload(_))
+            )
+        {
+            self.unpublish(name, version).await?;
+        }
         let info = self
             .change(|s| {
                 let Some(entry) = s.versions.get(&key) else {
@@ -858,6 +898,7 @@ impl PluginRegistry {
                 Ok(info)
             })
             .await?;
+        self.announce();
         tracing::info!(
             plugin = name,
             version,

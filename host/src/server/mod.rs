@@ -216,6 +216,10 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
             uploads_dir.display()
         )
     })?;
+    if let OpenStore::Postgres(_) = &store {
+        // Uploads and switches are the database's, for every replica.
+        registry.share(records.clone(), replicas.signals().clone());
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -392,6 +396,10 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                     "no loaded plugin has this name; the setting applies once one does"
                 );
             }
+            tokio::spawn({
+                let (registry, stop) = (registry.clone(), stop.clone());
+                async move { registry.follow_shared(stop).await }.in_current_span()
+            });
             tokio::spawn({
                 let registry = registry.clone();
                 let stop = stop.clone();
