@@ -71,6 +71,47 @@ impl Replica {
     }
 }
 
+/// This replica's place among the live replicas: its rank in the order of
+/// their ids and how many there are, updated at each renewal of its lease.
+/// A cap of the whole cluster is split by it (see [`Place::share`]).
+#[derive(Clone, Debug)]
+pub struct Place(Arc<AtomicU64>);
+
+impl Default for Place {
+    /// Alone: rank 0 of 1.
+    fn default() -> Self {
+        Self(Arc::new(AtomicU64::new(1)))
+    }
+}
+
+impl Place {
+    /// `(rank, replicas)`.
+    pub fn get(&self) -> (usize, usize) {
+        let packed = self.0.load(Ordering::Relaxed);
+        ((packed >> 32) as usize, (packed & 0xFFFF_FFFF) as usize)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_for_test(&self, rank: usize, replicas: usize) {
+        self.set(rank, replicas);
+    }
+
+    fn set(&self, rank: usize, replicas: usize) {
+        let rank = u64::try_from(rank).unwrap_or(u64::MAX) & 0xFFFF_FFFF;
+        let replicas = u64::try_from(replicas.max(1)).unwrap_or(1) & 0xFFFF_FFFF;
+        self.0.store(rank << 32 | replicas, Ordering::Relaxed);
+    }
+
+    /// This replica's part of a cap of the cluster, `cap`: an equal part,
+    /// the first `cap % replicas` ranks one more, so that the parts add up
+    /// to `cap`. A replica can get 0 when the cap is below the number of
+    /// replicas.
+    pub fn share(&self, cap: usize) -> usize {
+        let (rank, replicas) = self.get();
+        cap / replicas + usize::from(rank < cap % replicas)
+    }
+}
+
 /// A named lock held through the store, so that it holds across replicas:
 /// the holder's replica and when the hold lapses if never released (its
 /// replica died holding it).
@@ -180,6 +221,8 @@ struct Inner {
     listen: String,
     /// Signals to and from the other replicas.
     signals: Signals,
+    /// This run's place among the live replicas.
+    place: Place,
 }
 
 impl Replicas {
@@ -202,6 +245,7 @@ impl Replicas {
                 previous,
                 listen,
                 signals,
+                place: Place::default(),
             }),
         }
     }
@@ -244,7 +288,24 @@ impl Replicas {
         };
         self.inner.records.put_durably(record).await?;
         self.inner.renewed_ms.fetch_max(at, Ordering::Relaxed);
+        if self.inner.shared {
+            let mut live: Vec<String> = self
+                .list()?
+                .into_iter()
+                .filter(|r| r.live_at(at) || r.id == id())
+                .map(|r| r.id)
+                .collect();
+            live.sort();
+            if let Some(rank) = live.iter().position(|r| r == id()) {
+                self.inner.place.set(rank, live.len());
+            }
+        }
         Ok(())
+    }
+
+    /// This run's place among the live replicas, kept current.
+    pub fn place(&self) -> Place {
+        self.inner.place.clone()
     }
 
     /// Renews this run's lease every third of its length until `stop`.

@@ -679,3 +679,199 @@ fn a_plugin_uploaded_on_one_replica_serves_on_all_and_disable_enable_and_remove_
         "uploaded on A, serving on B after {loaded:?}; disabled on B, off on A after {switched:?}; removed on C, gone everywhere after {gone:?}"
     );
 }
+
+/// A replica that runs agents against the model stand-in, with a short lease.
+fn agent_replica(url: &str, admin: Option<&str>) -> Server {
+    Server::start_with(Options {
+        store: Some(url.to_owned()),
+        admin_key: admin.map(str::to_owned),
+        plugins: Some(vec![
+            actionhost_tests::plugin("notes"),
+            actionhost_tests::plugin("anthropic"),
+        ]),
+        env: vec![
+            ("ACTIONHOST_SECRET_KEY".into(), SECRET_KEY.into()),
+            ("ACTIONHOST_SCHEDULER__LEASE".into(), "2s".into()),
+            ("ACTIONHOST_AGENTS__CONCURRENCY".into(), "2".into()),
+            ("ACTIONHOST_MODELS__BACKOFF_BASE".into(), "50ms".into()),
+        ],
+        ..Options::default()
+    })
+}
+
+fn contacts_evaluated(server: &Server, run: &str) -> (u64, String) {
+    let answer = server.get(&format!("/v1/agents/runs/{run}?mode=summary"));
+    let run = &ok(&answer)["run"];
+    (
+        run["summary"]["contacts_evaluated"].as_u64().unwrap_or(0),
+        run["status"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn an_agent_run_stays_with_its_replica_while_it_lives_and_another_resumes_it_after_its_lease() {
+    use actionhost_tests::models::{MODEL_KEY, Models, Reply};
+    let url = postgres::database();
+    let models = Models::start();
+    let mut a = agent_replica(&url, None);
+    let config = a.post(
+        "/api/v1/auth-configs",
+        &json!({ "appName": "anthropic", "scheme": { "type": "api_key", "header": "x-api-key" }, "hosts": [models.base_url] }),
+    );
+    ok(&a.post(
+        "/api/v1/connectedAccounts",
+        &json!({ "authConfigId": ok(&config)["id"], "entityId": "models", "metadata": { "base_url": models.base_url }, "credentials": { "api_key": MODEL_KEY } }),
+    ));
+    for i in 0..12 {
+        ok(&a.post(
+            "/v1/contacts",
+            &json!({ "email": format!("c{i}@example.com"), "properties": { "lifecyclestage": "customer" } }),
+        ));
+    }
+    // Each evaluation takes a second: two at a time, the run lasts six.
+    models.respond(|_| {
+        Reply::Slow(
+            Duration::from_secs(1),
+            Box::new(Reply::Tool(
+                json!({ "reasoning": "nothing to do", "actions": [] }),
+            )),
+        )
+    });
+    let created = a.post(
+        "/v1/agents",
+        &json!({
+            "name": "Watcher", "capabilities": ["notes"], "playbook": { "playbook_md": "Note what you see." },
+            "monitoring": { "filter": { "lifecycle_stage": "customer" } },
+            "llm_config": { "provider": "anthropic", "model": "m" }, "enabled": true,
+        }),
+    );
+    let agent = ok(&created)["agent"]["_id"]
+        .as_str()
+        .expect("agent")
+        .to_owned();
+    let triggered = a.post(&format!("/v1/agents/{agent}/trigger"), &json!({}));
+    let run = ok(&triggered)["job_id"].as_str().expect("run").to_owned();
+    let until = |server: &Server, evaluated: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (done, status) = contacts_evaluated(server, &run);
+            if done >= evaluated || status == "completed" {
+                return (done, status);
+            }
+            assert!(Instant::now() < deadline, "{done} evaluated, {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until(&a, 2);
+    // B, started while A runs it, leaves the run to A.
+    let b = agent_replica(&url, Some(&a.admin_key));
+    let (evaluated, status) = until(&b, 6);
+    assert_eq!(status, "running", "the run ended before A was killed");
+    a.kill();
+    let killed = Instant::now();
+    // B resumes it once A's lease has expired, without a restart.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (done, status) = loop {
+        let (done, status) = contacts_evaluated(&b, &run);
+        if status != "running" && status != "queued" {
+            break (done, status);
+        }
+        assert!(Instant::now() < deadline, "{done} evaluated, {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, "completed");
+    assert_eq!(done, 12);
+    // Each contact asked about once, but those in flight at the kill (at
+    // most two) once more.
+    let asked = models.requests().len();
+    assert!(
+        (12..=14).contains(&asked),
+        "the model was asked {asked} times for 12 contacts"
+    );
+    assert!(models.problems().is_empty(), "{:?}", models.problems());
+    eprintln!(
+        "killed A after {evaluated} of 12 evaluations; B finished the run {:?} later; {asked} model requests",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn a_concurrency_cap_holds_across_replicas_each_running_its_share_and_a_leaving_replica_gives_its_share_back()
+ {
+    use actionhost_tests::faulty::{FaultyHttp, HttpFault};
+    let url = postgres::database();
+    let hostile_replica = |admin: Option<&str>| {
+        Server::start_with(Options {
+            store: Some(url.clone()),
+            admin_key: admin.map(str::to_owned),
+            plugins: Some(vec![actionhost_tests::fixture("fixture-hostile")]),
+            env: vec![
+                ("ACTIONHOST_SECRET_KEY".into(), SECRET_KEY.into()),
+                ("ACTIONHOST_SCHEDULER__LEASE".into(), "3s".into()),
+                ("ACTIONHOST_LIMITS__DEADLINE".into(), "120s".into()),
+                ("ACTIONHOST_CONCURRENCY__PER_PLUGIN".into(), "2".into()),
+            ],
+            ..Options::default()
+        })
+    };
+    let a = hostile_replica(None);
+    let mut b = hostile_replica(Some(&a.admin_key));
+    // Each replica learns of the other at its next renewal (a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let fetch = |server: &Server, peer: &FaultyHttp| {
+        server.post(
+            "/api/v2/actions/fetch/execute",
+            &json!({ "input": { "url": format!("{}/held", peer.base_url) } }),
+        )
+    };
+    let busy = |answer: &actionhost_tests::server::Answer| {
+        assert_eq!(answer.status, 429, "{}", answer.text);
+        assert!(
+            answer
+                .text
+                .contains("its cap (concurrency.per_plugin) is 2 across 2 replicas"),
+            "{}",
+            answer.text
+        );
+    };
+    let peer = FaultyHttp::start(HttpFault::Hold);
+    std::thread::scope(|scope| {
+        // A cap of 2 over two replicas: one each.
+        let on_a = scope.spawn(|| fetch(&a, &peer));
+        peer.wait_for_requests(1);
+        busy(&fetch(&a, &peer));
+        let on_b = scope.spawn(|| fetch(&b, &peer));
+        peer.wait_for_requests(2);
+        busy(&fetch(&b, &peer));
+        peer.release();
+        for call in [on_a, on_b] {
+            let answer = call.join().expect("call");
+            assert_eq!(answer.json["successful"], true, "{}", answer.text);
+        }
+    });
+    assert_eq!(peer.requests(), 2, "a refused execution reached the peer");
+
+    // B leaves: A runs the whole cap once it has seen that.
+    assert_eq!(b.stop(), Some(0));
+    let peer = FaultyHttp::start(HttpFault::Hold);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| fetch(&a, &peer));
+        peer.wait_for_requests(1);
+        let second = loop {
+            let call = scope.spawn(|| fetch(&a, &peer));
+            std::thread::sleep(Duration::from_millis(300));
+            if !call.is_finished() {
+                break call;
+            }
+            busy(&call.join().expect("call"));
+            assert!(Instant::now() < deadline, "A still runs one of two");
+        };
+        peer.wait_for_requests(2);
+        peer.release();
+        for call in [first, second] {
+            let answer = call.join().expect("call");
+            assert_eq!(answer.json["successful"], true, "{}", answer.text);
+        }
+    });
+}

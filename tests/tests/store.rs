@@ -305,6 +305,17 @@ fn store_copy_moves_a_sled_store_into_postgres_and_the_server_answers_the_same()
         ),
         &json!({ "action": "reject", "comment": "not now" }),
     ));
+    // An uploaded plugin, disabled.
+    let v2 = std::fs::read(actionhost_tests::fixture("fixture-versioned-v2")).expect("v2");
+    let installed = server.send(
+        server
+            .request("POST", "/v1/plugins")
+            .bearer_auth(&server.admin_key)
+            .header("content-type", "application/wasm")
+            .body(v2),
+    );
+    assert_eq!(installed.status, 201, "{}", installed.text);
+    ok(&server.post("/v1/plugins/fixture-versioned/2.0.0/disable", &json!({})));
     // The direct one has run (its execution recorded) before the stop.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let done_path = format!("/v1/actions/{}", done["action_id"].as_str().expect("id"));
@@ -367,7 +378,7 @@ fn store_copy_moves_a_sled_store_into_postgres_and_the_server_answers_the_same()
     let copied = copy();
     let report = String::from_utf8_lossy(&copied.stderr).into_owned();
     assert!(copied.status.success(), "{report}");
-    for tree in ["records", "index entries", "metadata"] {
+    for tree in ["records", "index entries", "metadata", "uploaded plugins"] {
         let line = report
             .lines()
             .find(|line| line.starts_with(&format!("{tree}: ")))
@@ -403,4 +414,21 @@ fn store_copy_moves_a_sled_store_into_postgres_and_the_server_answers_the_same()
         assert_eq!(&get(&server, path), was, "{path}");
     }
     server.assert_no_leak(&[TOKEN]);
+
+    // A replica on a data dir of its own gets the upload, still disabled,
+    // from the database.
+    let replica = Server::start_with(Options {
+        store: Some(url.clone()),
+        admin_key: Some(server.admin_key.clone()),
+        ..Options::default()
+    });
+    let plugins = replica.get("/v1/plugins");
+    let v2 = plugins.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["name"] == "fixture-versioned" && p["version"] == "2.0.0")
+        .unwrap_or_else(|| panic!("the copied upload is not on the replica: {}", plugins.text));
+    assert_eq!(v2["state"], "disabled", "{v2}");
+    assert_eq!(v2["source"], "upload", "{v2}");
 }

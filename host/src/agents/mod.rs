@@ -269,6 +269,9 @@ struct Inner {
     queue: tokio::sync::mpsc::UnboundedSender<String>,
     receiver: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     tasks: tokio_util::task::TaskTracker,
+    /// The runs this process is executing (each also marked `running_on`
+    /// this replica in the store).
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Agents {
@@ -291,6 +294,7 @@ impl Agents {
                 queue,
                 receiver: std::sync::Mutex::new(Some(receiver)),
                 tasks: tokio_util::task::TaskTracker::new(),
+                running: std::sync::Mutex::default(),
             }),
         }
     }

@@ -6,6 +6,8 @@
 //! schedule: when the first tick after its last scheduled run has passed,
 //! it starts one run and remembers the time. A server that was down over
 //! several ticks starts one run at start-up, not one per tick missed.
+//! Replicas sharing a store each look; the one whose compare-and-set of
+//! the time wins starts the run.
 
 use std::str::FromStr as _;
 use std::time::{Duration, SystemTime};
@@ -89,16 +91,27 @@ impl Agents {
                 continue;
             }
             // Remembered first: a crash after this never starts it twice.
+            // A compare-and-set on the time seen, so that of replicas
+            // looking at once, one starts the run.
             let (id, tenant) = (agent.id.clone(), agent.tenant_id.clone());
-            self.records()
+            let seen = agent.scheduled_ms;
+            let claimed = self
+                .records()
                 .commit(move |tx| {
-                    if let Some(mut agent) = tx.get::<Agent>(&id)? {
-                        agent.scheduled_ms = Some(now);
-                        tx.put(&agent)?;
+                    let Some(mut agent) = tx.get::<Agent>(&id)? else {
+                        return Ok(false);
+                    };
+                    if agent.scheduled_ms != seen {
+                        return Ok(false);
                     }
-                    Ok(())
+                    agent.scheduled_ms = Some(now);
+                    tx.put(&agent)?;
+                    Ok(true)
                 })
                 .await?;
+            if !claimed {
+                continue;
+            }
             match self.trigger(&tenant, &agent.id, None, "schedule").await {
                 Ok(run) => {
                     tracing::info!(agent = %agent.id, run = %run.id, "scheduled agent run started")

@@ -13,7 +13,8 @@ pub enum StoreCommand {
     /// Copy a stopped server's sled store into an empty PostgreSQL
     /// database: tenants, keys, accounts (their credentials still sealed
     /// by the same secret key), actions with their history, executions,
-    /// contacts, events, agents and runs. Then count both sides.
+    /// contacts, events, agents and runs, and the uploaded plugins (with
+    /// which versions are disabled). Then count both sides.
     Copy(CopyArgs),
 }
 
@@ -56,10 +57,10 @@ impl CopyArgs {
                 "{err} (is the server still running? stop it first: the copy needs a store nobody writes)"
             ))
         })?;
-        let to = PgStore::open(&self.to, 4, true).map_err(failed)?;
+        let to = std::sync::Arc::new(PgStore::open(&self.to, 4, true).map_err(failed)?);
         // No server may write into the database while it fills.
         to.claim_exclusive().map_err(failed)?;
-        let copied = crate::store::copy::copy(&from, &to).map_err(|err| match err {
+        let copied = crate::store::copy::copy(&from, &*to).map_err(|err| match err {
             // Refused before anything was written.
             crate::store::StoreError::Rejected(_) => failed(err),
             err => CliError::Failed(format!(
@@ -73,8 +74,20 @@ impl CopyArgs {
                 to.target()
             );
         }
+        let uploads = self.from.join("plugins");
+        let records = crate::store::Records::new(to.clone());
+        let plugins = crate::registry::copy_uploads(&uploads, &records).map_err(|err| {
+            CliError::Failed(format!(
+                "{err}; the database holds part of the copy: drop and create it again, then copy again"
+            ))
+        })?;
         eprintln!(
-            "copied; start the server with store = the database and the same secret key (and keep {} for its keys, uploads and cache)",
+            "uploaded plugins: {plugins} in {}, {plugins} in {}",
+            uploads.display(),
+            to.target()
+        );
+        eprintln!(
+            "copied; start the server with store = the database and the same secret key (and keep {} for its keys and compiled cache)",
             self.from.display()
         );
         Ok(ExitCode::SUCCESS)

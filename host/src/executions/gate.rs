@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
+
+use crate::replica::Place;
 use tokio::sync::Notify;
 
 /// The caps (`[concurrency]`).
@@ -74,18 +76,16 @@ impl ConcurrencyConfig {
 /// Which cap refused an execution.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Busy {
-    /// The tenant already runs its cap.
-    #[error(
-        "this tenant already has {limit} executions running, its cap (concurrency.per_tenant); retry when one has finished"
-    )]
+    /// The tenant already runs its cap (its share of it on this replica).
+    #[error("{}", busy("this tenant", *limit, "concurrency.per_tenant", *replicas))]
     Tenant {
         /// The cap.
         limit: usize,
+        /// The live replicas sharing it.
+        replicas: usize,
     },
-    /// The plugin already runs its cap.
-    #[error(
-        "plugin {plugin} already has {limit} executions running, its cap ({setting}); retry when one has finished"
-    )]
+    /// The plugin already runs its cap (its share of it on this replica).
+    #[error("{}", busy(&format!("plugin {plugin}"), *limit, setting, *replicas))]
     Plugin {
         /// The plugin's name.
         plugin: String,
@@ -93,7 +93,21 @@ pub enum Busy {
         limit: usize,
         /// The setting the cap comes from.
         setting: String,
+        /// The live replicas sharing it.
+        replicas: usize,
     },
+}
+
+fn busy(who: &str, limit: usize, setting: &str, replicas: usize) -> String {
+    if replicas <= 1 {
+        format!(
+            "{who} already has {limit} executions running, its cap ({setting}); retry when one has finished"
+        )
+    } else {
+        format!(
+            "{who} already has its share of executions running on this replica: its cap ({setting}) is {limit} across {replicas} replicas; retry when one has finished"
+        )
+    }
 }
 
 /// Counts the running executions against the caps.
@@ -104,6 +118,8 @@ pub struct Gate {
 
 struct Inner {
     config: ConcurrencyConfig,
+    /// The caps are the cluster's: this replica holds its share of each.
+    place: Place,
     running: Mutex<Running>,
     freed: Notify,
 }
@@ -115,11 +131,13 @@ struct Running {
 }
 
 impl Gate {
-    /// A gate with these caps.
-    pub fn new(config: ConcurrencyConfig) -> Self {
+    /// A gate with these caps, of which this replica holds its share
+    /// at `place` (alone, all of them).
+    pub fn new(config: ConcurrencyConfig, place: Place) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
+                place,
                 running: Mutex::new(Running::default()),
                 freed: Notify::new(),
             }),
@@ -129,20 +147,23 @@ impl Gate {
     /// Takes a slot of `tenant` and `plugin`, or says which cap is full.
     pub fn try_enter(&self, tenant: &str, plugin: &str) -> Result<Slot, Busy> {
         let config = &self.inner.config;
+        let place = &self.inner.place;
         let mut running = self.counts();
         let tenant_count = running.tenants.get(tenant).copied().unwrap_or(0);
-        if tenant_count >= config.per_tenant {
+        if tenant_count >= place.share(config.per_tenant) {
             return Err(Busy::Tenant {
                 limit: config.per_tenant,
+                replicas: place.get().1,
             });
         }
         let plugin_count = running.plugins.get(plugin).copied().unwrap_or(0);
         let (cap, setting) = config.cap_of(plugin);
-        if plugin_count >= cap {
+        if plugin_count >= place.share(cap) {
             return Err(Busy::Plugin {
                 plugin: plugin.to_owned(),
                 limit: cap,
                 setting,
+                replicas: place.get().1,
             });
         }
         running.tenants.insert(tenant.to_owned(), tenant_count + 1);
@@ -231,11 +252,14 @@ mod tests {
     use super::*;
 
     fn gate(per_plugin: usize, per_tenant: usize) -> Gate {
-        Gate::new(ConcurrencyConfig {
-            per_plugin,
-            per_tenant,
-            plugins: BTreeMap::new(),
-        })
+        Gate::new(
+            ConcurrencyConfig {
+                per_plugin,
+                per_tenant,
+                plugins: BTreeMap::new(),
+            },
+            Place::default(),
+        )
     }
 
     #[test]
@@ -246,7 +270,10 @@ mod tests {
             .collect();
         assert_eq!(
             gate.try_enter("noisy", "crm").expect_err("at its cap"),
-            Busy::Tenant { limit: 2 }
+            Busy::Tenant {
+                limit: 2,
+                replicas: 1
+            }
         );
         // Another plugin does not help a tenant past its own cap.
         assert!(gate.try_enter("noisy", "mail").is_err());
@@ -258,6 +285,7 @@ mod tests {
                 plugin: "crm".into(),
                 limit: 3,
                 setting: "concurrency.per_plugin".into(),
+                replicas: 1,
             }
         );
         assert_eq!(gate.running("noisy", "crm"), (2, 3));
@@ -289,11 +317,14 @@ mod tests {
 
     #[test]
     fn a_plugin_named_in_the_config_has_its_own_cap() {
-        let gate = Gate::new(ConcurrencyConfig {
-            per_plugin: 4,
-            per_tenant: 10,
-            plugins: BTreeMap::from([("linkedin".to_owned(), 1)]),
-        });
+        let gate = Gate::new(
+            ConcurrencyConfig {
+                per_plugin: 4,
+                per_tenant: 10,
+                plugins: BTreeMap::from([("linkedin".to_owned(), 1)]),
+            },
+            Place::default(),
+        );
         let held = gate.try_enter("t", "linkedin").expect("free");
         assert_eq!(
             gate.try_enter("u", "linkedin").expect_err("at its own cap"),
@@ -301,6 +332,7 @@ mod tests {
                 plugin: "linkedin".into(),
                 limit: 1,
                 setting: "concurrency.plugins.linkedin".into(),
+                replicas: 1,
             }
         );
         let others: Vec<Slot> = (0..4)
@@ -309,6 +341,50 @@ mod tests {
         assert!(gate.try_enter("t", "crm").is_err());
         drop((held, others));
         assert_eq!(gate.running("t", "linkedin"), (0, 0));
+    }
+
+    #[test]
+    fn the_shares_of_a_cap_add_up_to_it_across_replicas() {
+        let place = Place::default();
+        assert_eq!(place.share(8), 8);
+        for (cap, replicas) in [(8, 3), (2, 3), (1, 2), (128, 5), (3, 3)] {
+            let shares: Vec<usize> = (0..replicas)
+                .map(|rank| {
+                    place.set_for_test(rank, replicas);
+                    place.share(cap)
+                })
+                .collect();
+            assert_eq!(
+                shares.iter().sum::<usize>(),
+                cap,
+                "{cap} over {replicas}: {shares:?}"
+            );
+            let (least, most) = (shares.iter().min(), shares.iter().max());
+            assert!(
+                most.zip(least)
+                    .is_some_and(|(most, least)| most - least <= 1),
+                "{shares:?}"
+            );
+        }
+        // Two replicas, a plugin cap of 3: this one (rank 1) runs one.
+        let gate = Gate::new(
+            ConcurrencyConfig {
+                per_plugin: 3,
+                per_tenant: 10,
+                plugins: BTreeMap::new(),
+            },
+            place.clone(),
+        );
+        place.set_for_test(1, 2);
+        let held = gate.try_enter("t", "crm").expect("its share");
+        let refused = gate.try_enter("t", "crm").expect_err("past its share");
+        assert!(
+            refused
+                .to_string()
+                .contains("its cap (concurrency.per_plugin) is 3 across 2 replicas"),
+            "{refused}"
+        );
+        drop(held);
     }
 
     #[test]

@@ -367,18 +367,20 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline over these parts, with `concurrency`'s caps.
+    /// A pipeline over these parts, with `concurrency`'s caps (this
+    /// replica's share of them, by its `place`).
     pub fn new(
         registry: PluginRegistry,
         accounts: Accounts,
         records: Records,
         concurrency: ConcurrencyConfig,
+        place: crate::replica::Place,
     ) -> Self {
         Self {
             registry,
             accounts,
             records,
-            gate: Gate::new(concurrency),
+            gate: Gate::new(concurrency, place),
         }
     }
 

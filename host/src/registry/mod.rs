@@ -41,7 +41,7 @@ use crate::runtime::{
 };
 use sha2::{Digest, Sha256};
 
-pub use shared::{PluginBlob, PluginSwitch, SharedPlugin};
+pub use shared::{PluginBlob, PluginSwitch, SharedPlugin, copy_uploads};
 pub use watch::watch_folder;
 
 /// A log line is written for a compile still running after this long, and

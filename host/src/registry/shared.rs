@@ -470,3 +470,112 @@ impl PluginRegistry {
         }
     }
 }
+
+/// The name and version of an upload from its file name, `NAME-VERSION.wasm`
+/// (a name may hold hyphens, so the version is the first tail that parses).
+fn upload_name(path: &std::path::Path) -> Option<(String, semver::Version)> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".wasm")?;
+    stem.match_indices('-').find_map(|(at, _)| {
+        let version = semver::Version::parse(&stem[at + 1..]).ok()?;
+        Some((stem[..at].to_owned(), version))
+    })
+}
+
+/// `actionhost store copy`: publishes the uploads of a stopped sled
+/// server's data dir (`uploads`, its `DATA_DIR/plugins`) and its disabled
+/// versions into `to`, as the first replica on that data dir would at
+/// start-up; then counts both sides. Returns the number of uploads.
+pub fn copy_uploads(uploads: &std::path::Path, to: &Records) -> Result<usize, String> {
+    let disabled = match std::fs::read(uploads.join("state.json")) {
+        Ok(bytes) => {
+            serde_json::from_slice::<super::StateFile>(&bytes)
+                .map_err(|err| format!("{}: {err}", uploads.join("state.json").display()))?
+                .disabled
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(format!("{}: {err}", uploads.join("state.json").display())),
+    };
+    let files = match std::fs::read_dir(uploads) {
+        Ok(entries) => entries
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|err| format!("{}: {err}", uploads.display()))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(format!("{}: {err}", uploads.display())),
+    };
+    let mut count = 0;
+    for path in files {
+        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+            continue;
+        }
+        let (name, version) = upload_name(&path).ok_or_else(|| {
+            format!(
+                "{}: not an upload of actionhost (NAME-VERSION.wasm); move it out of the data dir and copy again",
+                path.display()
+            )
+        })?;
+        let bytes = std::fs::read(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let sha256 = crate::runtime::sha256_hex(&bytes);
+        let plugin = SharedPlugin {
+            id: format!("{name}@{version}"),
+            name,
+            version: version.to_string(),
+            sha256: sha256.clone(),
+            uploaded_at: crate::tenancy::now(),
+        };
+        let blob = PluginBlob {
+            id: sha256,
+            component: base64::engine::general_purpose::STANDARD.encode(&bytes),
+        };
+        to.transaction(|tx| {
+            tx.put(&blob)?;
+            tx.put(&plugin)
+        })
+        .map_err(|err| format!("cannot store {}: {err}", path.display()))?;
+        count += 1;
+    }
+    to.transaction(|tx| {
+        for id in &disabled {
+            tx.put(&PluginSwitch {
+                id: id.clone(),
+                disabled_at: crate::tenancy::now(),
+            })?;
+        }
+        Ok(())
+    })
+    .map_err(|err| format!("cannot store the disabled versions: {err}"))?;
+    to.set_meta(PUBLISHED, b"1")
+        .map_err(|err| format!("cannot record that the uploads were copied: {err}"))?;
+    let stored = to
+        .list_all::<SharedPlugin>()
+        .map_err(|err| format!("cannot count the copied uploads: {err}"))?
+        .len();
+    if stored != count {
+        return Err(format!(
+            "the copy does not add up: {count} uploads in {}, {stored} in the database",
+            uploads.display()
+        ));
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upload_name;
+
+    #[test]
+    fn an_upload_file_names_its_plugin_and_version_even_with_hyphens() {
+        let name =
+            |file: &str| upload_name(std::path::Path::new(file)).map(|(n, v)| (n, v.to_string()));
+        assert_eq!(
+            name("slack-message-1.2.3.wasm"),
+            Some((String::from("slack-message"), String::from("1.2.3")))
+        );
+        assert_eq!(
+            name("a-1-2.0.0-beta.1.wasm"),
+            Some((String::from("a-1"), String::from("2.0.0-beta.1")))
+        );
+        assert_eq!(name("notes.wasm"), None);
+        assert_eq!(name("notes-1.0.0.txt"), None);
+    }
+}

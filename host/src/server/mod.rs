@@ -243,6 +243,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         accounts.clone(),
         records.clone(),
         config.concurrency.clone(),
+        replicas.place(),
     );
     let actions = Actions::new(
         records.clone(),
