@@ -6,6 +6,7 @@
 //! benchmark briefly so that none of them rots. See `BENCHMARKS.md`.
 
 mod agents;
+mod composio;
 mod contacts;
 mod floor;
 mod hostile;
@@ -52,7 +53,7 @@ impl Settings {
 const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
        actionhost-bench sled-floor DIR RATE SECONDS RECORD_BYTES CACHE_BYTES
-sections: inprocess, http, mcp, scheduler, store, contacts, agents, startup, memory, hostile, soak
+sections: inprocess, http, mcp, composio, scheduler, store, contacts, agents, startup, memory, hostile, soak
 (--only writes target/bench-partial/results.json unless --out says otherwise:
 a partial run never replaces bench/results.json)";
 

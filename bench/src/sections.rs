@@ -187,6 +187,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
         println!("== MCP tools/call beside REST sync execute");
         mcp(settings, &budget, &mut results)?;
     }
+    if settings.wants("composio") {
+        println!("== Composio's client beside raw HTTP");
+        crate::composio::run(settings, &mut results)?;
+    }
     if settings.wants("scheduler") {
         println!("== scheduler");
         scheduler(settings, &budget, &mut results)?;

@@ -80,6 +80,14 @@ pub fn python() -> PathBuf {
     artifact(path, "run scripts/setup-test-tools")
 }
 
+/// The Python with Composio's client (composio-core) installed.
+pub fn composio_python() -> PathBuf {
+    artifact(
+        target_dir().join("test-tools/composio-venv/bin/python"),
+        "run scripts/setup-test-tools",
+    )
+}
+
 /// Two clients sending the no-op fixture's sync executes back to back, as
 /// steady traffic beside faults; each panics on the first answer that is
 /// not the no-op's success.

@@ -1412,3 +1412,118 @@ fn kill_9_under_mixed_load_loses_nothing_acknowledged_and_delivers_nothing_twice
         "actions in a state the recovery rule does not allow"
     );
 }
+
+#[test]
+fn flowdash_seed_requests_work_as_written_at_its_own_paths() {
+    let providers = Providers::start();
+    let server = Server::start();
+    bearer_account(&server, "linkedin-message", "ada", &providers.base_url);
+    bearer_account(&server, "linkedin-message", "ada", &providers.base_url);
+    bearer_account(&server, "linkedin-message", "grace", &providers.base_url);
+    let admin = server.get("/v1/auth/status").json["email"]
+        .as_str()
+        .expect("email")
+        .to_owned();
+    // A workflow is the actions of one list_id; a task is one of them.
+    let mut body = linkedin("grace");
+    body["identity_id"] = json!("grace");
+    body["list_id"] = json!("abc123");
+    body["scheduled_time"] = json!(in_future(3600));
+    let task = create(&server, &body);
+    let raw = |path: &str, json: String| {
+        server.send(
+            server
+                .request("POST", path)
+                .bearer_auth(&server.admin_key)
+                .header("content-type", "application/json")
+                .body(json),
+        )
+    };
+
+    // List a task's actions.
+    let listed = server.get(&format!("/api/v1/workflows/abc123/tasks/{task}/actions"));
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert!(
+        listed
+            .json
+            .as_array()
+            .expect("a list")
+            .contains(&json!({ "id": "approve", "name": "Approve" })),
+        "{}",
+        listed.text
+    );
+    let elsewhere = server.get(&format!("/api/v1/workflows/other/tasks/{task}/actions"));
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.text);
+
+    // Execute one (the seed's body, with real ids), then poll it to Success.
+    let approved = raw(
+        "/api/v1/workflows/abc123/executions",
+        format!(r#"{{"task_id":"{task}","action_id":"approve","performed_by":"{admin}"}}"#),
+    );
+    assert_eq!(approved.status, 202, "{}", approved.text);
+    assert_eq!(approved.json["status"], "Success");
+    let started = raw(
+        "/api/v1/workflows/abc123/executions",
+        format!(r#"{{"task_id":"{task}","action_id":"execute","performed_by":"{admin}"}}"#),
+    );
+    assert_eq!(started.status, 202, "{}", started.text);
+    assert_eq!(started.json["status"], "Pending");
+    let execution = started.json["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let finished = loop {
+        let polled = server.get(&format!("/api/v1/workflows/abc123/executions/{execution}"));
+        assert_eq!(polled.status, 200, "{}", polled.text);
+        if polled.json["status"] != "Pending" {
+            break polled;
+        }
+        assert!(Instant::now() < deadline, "still pending");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        finished.json,
+        json!({ "id": execution, "status": "Success", "task_id": task }),
+        "{}",
+        finished.text
+    );
+    assert_eq!(messages_at(&providers).len(), 1);
+    let other = server.get(&format!("/api/v1/workflows/other/executions/{execution}"));
+    assert_eq!(other.status, 404, "{}", other.text);
+
+    // Unmet requirements: the seed's 422, errors as strings.
+    let mut waiting = linkedin("flow");
+    waiting["list_id"] = json!("abc123");
+    let waiting = create(&server, &waiting);
+    let unmet = raw(
+        "/api/v1/workflows/abc123/executions",
+        format!(r#"{{"task_id":"{waiting}","action_id":"execute","performed_by":"{admin}"}}"#),
+    );
+    assert_eq!(unmet.status, 422, "{}", unmet.text);
+    assert_eq!(unmet.json["status"], "Fail");
+    let errors = unmet.json["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "{}", unmet.text);
+    assert!(errors.iter().all(Value::is_string), "{}", unmet.text);
+
+    // performed_by without the permission: 403.
+    ok(&server.post(
+        "/v1/api-keys",
+        &json!({ "name": "viewer", "user_email": "viewer@example.com", "scopes": ["actions:read"] }),
+    ));
+    let refused = raw(
+        "/api/v1/workflows/abc123/executions",
+        format!(
+            r#"{{"task_id":"{waiting}","action_id":"approve","performed_by":"viewer@example.com"}}"#
+        ),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text);
+
+    // The seed's trailing comma is not JSON: a 400 that says where it broke.
+    let comma = raw(
+        "/api/v1/workflows/abc123/executions",
+        format!(
+            "{{\n  \"task_id\":\"{waiting}\",\n  \"action_id\":\"approve\",\n  \"performed_by\":\"{admin}\",\n}}"
+        ),
+    );
+    assert_eq!(comma.status, 400, "{}", comma.text);
+    assert!(comma.text.contains("line 5"), "{}", comma.text);
+    assert_eq!(action(&server, &waiting)["status"], "pending_approval");
+}

@@ -140,11 +140,29 @@ pub struct ConnectedAccountView {
     token_expires_at: Option<u64>,
     created_at: String,
     updated_at: String,
+    /// The app, lower case (Composio's field).
+    app_unique_id: String,
+    /// The auth config (Composio's field).
+    integration_id: String,
+    /// The end user (Composio's field; its client sends it back as `entityId`).
+    client_unique_user_id: String,
+    /// The account's non-secret `base_url`, if it has one (Composio's
+    /// field; never credentials).
+    #[schema(value_type = Object)]
+    connection_params: serde_json::Value,
 }
 
 impl From<ConnectedAccount> for ConnectedAccountView {
     fn from(account: ConnectedAccount) -> Self {
+        let connection_params = match account.metadata.get("base_url") {
+            Some(url) => serde_json::json!({ "base_url": url }),
+            None => serde_json::json!({}),
+        };
         Self {
+            app_unique_id: account.app_name.to_ascii_lowercase(),
+            integration_id: account.auth_config_id.clone(),
+            client_unique_user_id: account.entity_id.clone(),
+            connection_params,
             id: account.id,
             entity_id: account.entity_id,
             app_name: account.app_name,
@@ -211,6 +229,27 @@ pub struct AccountFilter {
     entity_id: Option<String>,
     /// Only accounts in this state.
     status: Option<AccountStatus>,
+    /// Only these end users' accounts, comma-separated (Composio's
+    /// `entityId` filter).
+    #[serde(rename = "user_uuid")]
+    #[param(rename = "user_uuid")]
+    user_uuid: Option<String>,
+    /// Only these apps' accounts, comma-separated, in any case (Composio's).
+    app_names: Option<String>,
+    /// Only active accounts (Composio's).
+    show_active_only: Option<bool>,
+    /// Accepted (Composio's client sends it); every account is listed.
+    #[expect(
+        dead_code,
+        reason = "accepted from Composio's client; the list is not paged"
+    )]
+    page_size: Option<i64>,
+    /// Accepted (Composio's); every account is on page 1.
+    #[expect(
+        dead_code,
+        reason = "accepted from Composio's client; the list is not paged"
+    )]
+    page: Option<i64>,
 }
 
 /// A list of accounts.
@@ -245,6 +284,19 @@ pub async fn connected_accounts_list(
         })
         .filter(|a| filter.entity_id.as_ref().is_none_or(|e| &a.entity_id == e))
         .filter(|a| filter.status.is_none_or(|s| a.status == s))
+        .filter(|a| {
+            filter
+                .user_uuid
+                .as_ref()
+                .is_none_or(|list| list.split(',').any(|e| e.trim() == a.entity_id))
+        })
+        .filter(|a| {
+            filter.app_names.as_ref().is_none_or(|list| {
+                list.split(',')
+                    .any(|app| app.trim().eq_ignore_ascii_case(&a.app_name))
+            })
+        })
+        .filter(|a| filter.show_active_only != Some(true) || a.status == AccountStatus::Active)
         .map(Into::into)
         .collect();
     Ok(axum::Json(ConnectedAccountList { items }))

@@ -1,6 +1,6 @@
 //! The Pathbound Actions API (`/v1/actions…`) and Flowdash's transitions
-//! and asynchronous executions (`/v1/actions/{id}/transitions`,
-//! `POST /v1/executions`), over the same stored actions.
+//! (`/v1/actions/{id}/transitions`), over the same stored actions; Flowdash's
+//! executions are in [`super::flowdash`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,12 +14,12 @@ use super::{
 };
 use crate::actions::{
     Action, ActionError, ActionStatus, Actor, Claim, KeyedRequest, ListQuery, NewAction, Processed,
-    Resolution, Review, SortField, StoredResponse, Transition, machine,
+    Resolution, Review, SortField, StoredResponse, machine,
 };
 use crate::executions::{ExecutionRecord, ExecutionStatus};
 use crate::tenancy::Scope;
 
-fn actor<S>(caller: &Authorized<S>) -> Actor {
+pub(super) fn actor<S>(caller: &Authorized<S>) -> Actor {
     Actor::Key {
         key_id: caller.principal.key.id.clone(),
         user_id: caller.principal.user.id.clone(),
@@ -42,7 +42,7 @@ pub(super) fn keyed(
 }
 
 /// A stored response, as it was first sent.
-fn respond(response: StoredResponse) -> Response {
+pub(super) fn respond(response: StoredResponse) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
     (status, axum::Json(response.body)).into_response()
 }
@@ -359,11 +359,11 @@ pub struct ActionAnswer {
     action: ActionDetail,
 }
 
-fn scopes<S>(caller: &Authorized<S>) -> &[Scope] {
+pub(super) fn scopes<S>(caller: &Authorized<S>) -> &[Scope] {
     &caller.principal.key.scopes
 }
 
-fn transitions_for(status: ActionStatus, scopes: &[Scope]) -> Vec<TransitionView> {
+pub(super) fn transitions_for(status: ActionStatus, scopes: &[Scope]) -> Vec<TransitionView> {
     machine::requestable_from(status)
         .into_iter()
         .filter(|t| t.scope().is_none_or(|s| scopes.contains(&s)))
@@ -802,172 +802,6 @@ pub async fn actions_process(
     }))
 }
 
-/// `POST /v1/executions`'s body (Flowdash's fields).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateExecution {
-    /// The action.
-    action_id: String,
-    /// A transition id from `GET /v1/actions/{id}/transitions` (default `execute`).
-    #[serde(default)]
-    #[schema(pattern = "^(approve|reject|edit|cancel|execute|mark_succeeded|mark_failed|retry)$")]
-    transition: Option<String>,
-    /// The user performing it (e-mail or id); their keys' scopes must allow it.
-    #[serde(default)]
-    performed_by: Option<String>,
-    /// Optional comment, for reviewer transitions.
-    #[serde(default)]
-    comment: Option<String>,
-}
-
-/// Flowdash's 422: every unmet requirement.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Unmet {
-    /// `Fail`.
-    status: &'static str,
-    /// One message per unmet requirement.
-    errors: Vec<String>,
-}
-
-/// Starts an execution of a transition on an action; `execute` runs asynchronously (poll `GET /v1/executions/{id}`).
-#[utoipa::path(
-    post,
-    path = "/v1/executions",
-    tag = "executions",
-    request_body = CreateExecution,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeat of the same request")),
-    responses(
-        (status = 202, description = "`{\"id\", \"status\": \"Pending\"}`; `Success` for a reviewer's transition, which is done at once"),
-        (status = 403, body = super::ErrorBody, description = "The key or `performed_by` lacks the transition's scope"),
-        (status = 404, body = super::ErrorBody),
-        (status = 409, body = super::ErrorBody, description = "Not allowed in the current state"),
-        (status = 422, body = Unmet, description = "Unmet requirements, every one listed"),
-        (status = 429, body = super::ErrorBody, description = "The tenant or the action's plugin is at its concurrency cap; nothing changed; retry after `Retry-After` seconds", headers(("Retry-After" = u64, description = "Seconds to wait"))),
-    ),
-    security(("bearer" = ["actions:execute"]), ("api_key" = ["actions:execute"]))
-)]
-pub async fn executions_create(
-    caller: Authorized<need::ActionsExecute>,
-    key: IdempotencyKey,
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<serde_json::Value>,
-) -> Result<Response, ApiError> {
-    let keyed = keyed(&key, "POST", "/v1/executions", &body)?;
-    let input: CreateExecution = parse(body)?;
-    let transition_id = input.transition.as_deref().unwrap_or("execute");
-    let transition = Transition::requestable(transition_id).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "unknown transition {transition_id:?}; one of: {}",
-            Transition::REQUESTABLE.map(Transition::id).join(", ")
-        ))
-    })?;
-    let scope = transition.scope().unwrap_or(Scope::ActionsExecute);
-    if !caller.holds(scope) {
-        return Err(super::missing_scope(scope));
-    }
-    let actor = match &input.performed_by {
-        None => actor(&caller),
-        Some(who) => {
-            let (user, scopes) = state
-                .tenancy
-                .user_with_scopes(caller.tenant(), who)?
-                .ok_or_else(|| {
-                    ApiError::invalid(format!("performed_by: no user {who:?} in this tenant"))
-                })?;
-            if !scopes.contains(&scope) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!(
-                        "performed_by {} lacks the scope {scope} that {} needs; give one of their keys that scope",
-                        user.email,
-                        transition.id()
-                    ),
-                ));
-            }
-            Actor::User {
-                user_id: user.id,
-                email: user.email,
-                key_id: caller.principal.key.id.clone(),
-            }
-        }
-    };
-    // A repeat is answered from the key before the action's state (which
-    // the first request changed) is looked at.
-    if let Some(keyed) = &keyed {
-        match state.actions.idempotency().peek(caller.tenant(), keyed)? {
-            Claim::New => {}
-            other => return claim_answer(other),
-        }
-    }
-    let action = state.actions.get(caller.tenant(), &input.action_id)?;
-    if transition == Transition::Execute {
-        // Flowdash's requirements: everything that would stop it running,
-        // all at once. A state that can never execute is a 409 instead.
-        if action.status != ActionStatus::PendingApproval {
-            machine::next(action.status, Transition::Execute).map_err(ActionError::from)?;
-        }
-        let unmet = state.actions.requirements(&action).await;
-        if let Some(crate::executions::PipelineError::Busy(busy)) = unmet.first() {
-            return Err(busy.clone().into());
-        }
-        if !unmet.is_empty() {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                axum::Json(Unmet {
-                    status: "Fail",
-                    errors: unmet.iter().flat_map(requirement_messages).collect(),
-                }),
-            )
-                .into_response());
-        }
-        let response = state
-            .actions
-            .execute_async(caller.tenant(), &action.id, &actor, keyed.as_ref())
-            .await?;
-        return Ok(respond(response));
-    }
-    if let Some(keyed) = &keyed {
-        match state.actions.idempotency().claim(caller.tenant(), keyed)? {
-            Claim::New => {}
-            other => return claim_answer(other),
-        }
-    }
-    let outcome = state
-        .actions
-        .transition_record(
-            caller.tenant(),
-            &action.id,
-            &actor,
-            transition,
-            input.comment,
-        )
-        .await;
-    let record = match outcome {
-        Ok(record) => record,
-        Err(err) => {
-            if let Some(keyed) = &keyed {
-                state
-                    .actions
-                    .idempotency()
-                    .release(caller.tenant(), &keyed.key)?;
-            }
-            return Err(err.into());
-        }
-    };
-    let response = StoredResponse {
-        status: 202,
-        body: serde_json::json!({ "id": record.id, "status": "Success" }),
-    };
-    if let Some(keyed) = &keyed {
-        state
-            .actions
-            .idempotency()
-            .complete(caller.tenant(), &keyed.key, response.clone())?;
-    }
-    Ok(respond(response))
-}
-
 /// The answer for a key that was seen before.
 pub(super) fn claim_answer(claim: Claim) -> Result<Response, ApiError> {
     Err(match claim {
@@ -977,14 +811,4 @@ pub(super) fn claim_answer(claim: Claim) -> Result<Response, ApiError> {
         Claim::InProgress => ActionError::KeyInProgress.into(),
         Claim::Interrupted { target } => ActionError::KeyInterrupted(target).into(),
     })
-}
-
-/// One message per unmet requirement (each invalid field on its own line).
-fn requirement_messages(error: &crate::executions::PipelineError) -> Vec<String> {
-    match error {
-        crate::executions::PipelineError::InvalidParams(fields) => {
-            fields.iter().map(ToString::to_string).collect()
-        }
-        other => vec![other.to_string()],
-    }
 }

@@ -7,11 +7,12 @@ use utoipa::ToSchema;
 
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, ApiJson, ApiPath, AppState, Authorized, IdempotencyKey, need};
+use super::composio::{self, AppView};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authorized, IdempotencyKey, need};
 use crate::accounts::{InlineAuth, Lookup};
 use crate::actions::{Claim, StoredResponse};
 use crate::executions::{Admission, ExecuteCommand, ExecutionStatus};
-use crate::runtime::{AuthScheme, FieldError};
+use crate::runtime::{AuthScheme, FieldError, Plugin};
 
 /// `ActionExecutionReqDTO`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -50,7 +51,8 @@ pub struct ExecuteBody {
     /// System prompt for the language model (see `text`).
     #[serde(default)]
     system_prompt: Option<String>,
-    /// The plugin version to run (`latest` or the loaded one).
+    /// The plugin version to run: `latest` or `latest:base` (the newest
+    /// active one), an active version, or `1_0` (the newest active 1.0.x).
     #[serde(default)]
     version: Option<String>,
     /// Client-side trace entries, stored with the execution's session info.
@@ -99,7 +101,7 @@ pub struct ExecuteResponse {
     path = "/api/v2/actions/{action}/execute",
     tag = "execute",
     params(
-        ("action" = String, Path, description = "The action type, such as `send_email`"),
+        ("action" = String, Path, description = "The action type, such as `send_email`, in any case (`SEND_EMAIL`)"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeat of the same request; passed to the plugin"),
     ),
     request_body = ExecuteBody,
@@ -117,15 +119,21 @@ pub async fn actions_execute(
     key: IdempotencyKey,
     State(state): State<AppState>,
     ApiPath(action): ApiPath<String>,
-    ApiJson(body): ApiJson<serde_json::Value>,
+    ApiJson(mut body): ApiJson<serde_json::Value>,
 ) -> Result<Response, ApiError> {
+    // Composio's client writes `CRM_SYNC`; actionhost's name is `crm_sync`.
+    let action = composio::canonical_action(&state, &action);
     let keyed = super::actions::keyed(
         &key,
         "POST",
         &format!("/api/v2/actions/{action}/execute"),
         &body,
     )?;
-    let body: ExecuteBody = super::parse(body)?;
+    composio::composio_auth_config(&mut body)?;
+    let mut body: ExecuteBody = super::parse(body)?;
+    body.version = composio::composio_version(&state, &action, body.version.as_deref());
+    // Composio's client sends the app upper-cased; plugin names are lower case.
+    body.app_name = body.app_name.map(|app| app.to_ascii_lowercase());
     let params = match (body.input, &body.text) {
         (Some(input), _) if input.is_object() => input,
         (Some(_), _) => {
@@ -229,7 +237,7 @@ pub async fn actions_execute(
     Ok(axum::Json(response).into_response())
 }
 
-/// An action type and its schemas.
+/// An action type and its schemas, in actionhost's shape and Composio's.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionView {
@@ -239,18 +247,36 @@ pub struct ActionView {
     description: String,
     /// The app (plugin) providing it.
     app_name: String,
+    /// Same as `appName` (Composio's field).
+    app_id: String,
     /// The plugin's version.
     version: String,
+    /// Every active version, newest first (Composio's field).
+    #[serde(rename = "available_versions")]
+    available_versions: Vec<String>,
+    /// Always empty (Composio's field).
+    tags: Vec<String>,
     /// JSON Schema of `input`.
     #[schema(value_type = Object)]
     parameters: serde_json::Value,
-    /// JSON Schema of `data`, when documented.
-    #[schema(value_type = Option<Object>)]
-    response: Option<serde_json::Value>,
+    /// JSON Schema of `data` (an empty object schema when the plugin
+    /// documents none).
+    #[schema(value_type = Object)]
+    response: serde_json::Value,
     #[schema(value_type = Vec<String>)]
     auth_schemes: Vec<AuthScheme>,
     idempotent: bool,
     requires_approval: bool,
+}
+
+/// Which version of an action to describe.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VersionQuery {
+    /// `latest` or `latest:base` (the default: the newest active version),
+    /// an active version, or `1_0` (the newest active 1.0.x).
+    version: Option<String>,
 }
 
 /// An action type's JSON Schema.
@@ -258,52 +284,71 @@ pub struct ActionView {
     get,
     path = "/api/v2/actions/{action}",
     tag = "execute",
-    params(("action" = String, Path, description = "The action type")),
-    responses((status = 200, body = ActionView), (status = 404, body = super::ErrorBody)),
+    params(("action" = String, Path, description = "The action type, in any case"), VersionQuery),
+    responses((status = 200, body = ActionView), (status = 404, body = super::ErrorBody), (status = 422, body = super::ErrorBody, description = "The version is not active; the message lists the active ones")),
     security(("bearer" = ["plugins:read"]), ("api_key" = ["plugins:read"]))
 )]
 pub async fn actions_get(
     _caller: Authorized<need::PluginsRead>,
     State(state): State<AppState>,
     ApiPath(action): ApiPath<String>,
+    ApiQuery(query): ApiQuery<VersionQuery>,
 ) -> Result<axum::Json<ActionView>, ApiError> {
-    let plugin = state
-        .pipeline
-        .registry()
-        .resolve(&action, None)
+    let action = composio::canonical_action(&state, &action);
+    let version = composio::composio_version(&state, &action, query.version.as_deref());
+    let registry = state.pipeline.registry();
+    let plugin = registry
+        .resolve(&action, version.as_deref())
         .map_err(|err| ApiError::from(crate::executions::PipelineError::from(err)))?;
-    let manifest = plugin.manifest();
-    let info = manifest
-        .action_type(&action)
-        .ok_or_else(|| ApiError::not_found("action type", &action))?;
-    Ok(axum::Json(ActionView {
-        name: info.name.clone(),
-        display_name: info.title.clone(),
-        description: info.description.clone(),
-        app_name: manifest.name.clone(),
-        version: manifest.version.clone(),
-        parameters: info.params_schema.clone(),
-        response: info.output_schema.clone(),
-        auth_schemes: info.auth_schemes.clone(),
-        idempotent: info.idempotent,
-        requires_approval: info.requires_approval,
-    }))
+    let available_versions = registry
+        .action_type_entries()
+        .into_iter()
+        .find(|entry| entry.name == action)
+        .map(|entry| entry.versions)
+        .unwrap_or_default();
+    ActionView::of(&plugin, &action, available_versions)
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found("action type", &action))
 }
 
-/// An app: a loaded plugin.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AppView {
-    /// The app name (plugin name).
-    name: String,
-    /// Same as `name` (Composio's field).
-    key: String,
-    version: String,
-    description: String,
-    /// Its action types.
-    actions: Vec<String>,
-    /// Where it may send requests.
-    outbound_hosts: Vec<String>,
+impl ActionView {
+    /// The action type `action` of `plugin`, with the active versions.
+    pub(super) fn of(
+        plugin: &Plugin,
+        action: &str,
+        available_versions: Vec<String>,
+    ) -> Option<Self> {
+        let manifest = plugin.manifest();
+        let info = manifest.action_type(action)?;
+        Some(Self {
+            name: info.name.clone(),
+            display_name: info.title.clone(),
+            description: info.description.clone(),
+            app_name: manifest.name.clone(),
+            app_id: manifest.name.clone(),
+            version: manifest.version.clone(),
+            available_versions,
+            tags: Vec::new(),
+            parameters: composio::composio_schema(
+                Some(&info.params_schema),
+                &format!("{action}Request"),
+            ),
+            response: composio::composio_schema(
+                info.output_schema.as_ref(),
+                &format!("{action}Response"),
+            ),
+            auth_schemes: info.auth_schemes.clone(),
+            idempotent: info.idempotent,
+            requires_approval: info.requires_approval,
+        })
+    }
+
+    /// Named by Composio's upper-case slug (`CRM_SYNC`), as its client's
+    /// listings expect.
+    pub(super) fn with_upper_case_name(mut self) -> Self {
+        self.name = self.name.to_ascii_uppercase();
+        self
+    }
 }
 
 /// The apps.
@@ -329,25 +374,7 @@ pub async fn apps_list(
         .registry()
         .plugins()
         .iter()
-        .map(|plugin| {
-            let manifest = plugin.manifest();
-            AppView {
-                name: manifest.name.clone(),
-                key: manifest.name.clone(),
-                version: manifest.version.clone(),
-                description: manifest.description.clone(),
-                actions: manifest
-                    .action_types
-                    .iter()
-                    .map(|t| t.name.clone())
-                    .collect(),
-                outbound_hosts: manifest
-                    .outbound_hosts
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-            }
-        })
+        .map(AppView::of)
         .collect();
     Ok(axum::Json(AppList { items }))
 }

@@ -18,9 +18,11 @@ mod accounts;
 mod actions;
 mod agents;
 mod compat;
+mod composio;
 mod contacts;
 mod events;
 mod executions;
+mod flowdash;
 mod identities;
 mod mcp;
 mod openapi;
@@ -158,6 +160,10 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(compat::actions_execute))
         .routes(routes!(compat::actions_get))
         .routes(routes!(compat::apps_list))
+        .routes(routes!(composio::apps_get))
+        .routes(routes!(composio::actions_list))
+        .routes(routes!(composio::triggers_list))
+        .routes(routes!(composio::client_info))
         .routes(routes!(executions::executions_get))
         .routes(routes!(actions::actions_create, actions::actions_list))
         .routes(routes!(actions::actions_get))
@@ -168,7 +174,10 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(actions::actions_approve_bulk))
         .routes(routes!(actions::actions_resolve))
         .routes(routes!(actions::actions_process))
-        .routes(routes!(actions::executions_create))
+        .routes(routes!(flowdash::executions_create))
+        .routes(routes!(flowdash::workflow_task_actions))
+        .routes(routes!(flowdash::workflow_executions_create))
+        .routes(routes!(flowdash::workflow_executions_get))
         .routes(routes!(plugins::plugins_list, plugins::plugins_upload))
         .routes(routes!(plugins::plugins_get))
         .routes(routes!(plugins::plugins_delete))
