@@ -176,5 +176,41 @@ fn composios_own_client_lists_reads_and_executes_through_actionhost_unmodified()
     let report = flow(&server, "ahk_not_a_key", cache_bad.path(), "bad_key", &[]);
     assert_eq!(report["error"], "ApiKeyError", "{report}");
 
+    // What the client leaves to the server, checked over raw HTTP: an
+    // unknown version lists the active ones, and a malformed authConfig in
+    // Composio's shape is a 422 naming the field.
+    let unknown = server.get("/api/v2/actions/CRM_SYNC?version=9.9.9");
+    assert_eq!(unknown.status, 422, "{}", unknown.text);
+    assert!(
+        unknown.text.contains("active versions: 1.0.0"),
+        "{}",
+        unknown.text
+    );
+    for (config, field) in [
+        (
+            json!({ "parameters": [{ "in": "path", "name": "id", "value": "x" }] }),
+            "/authConfig/parameters/0/in",
+        ),
+        (
+            json!({ "parameters": [{ "in": "header", "name": "Authorization" }] }),
+            "/authConfig/parameters/0/value",
+        ),
+        (
+            json!({ "parameters": [], "body": {} }),
+            "/authConfig/parameters",
+        ),
+        (
+            json!({ "parameters": [{ "in": "header", "name": "Authorization", "value": "Bearer t" }], "body": { "token": "t" } }),
+            "/authConfig/body",
+        ),
+    ] {
+        let refused = server.post(
+            "/api/v2/actions/CRM_SYNC/execute",
+            &json!({ "entityId": "ada", "version": "latest:base", "input": { "contacts": [] }, "authConfig": config }),
+        );
+        assert_eq!(refused.status, 422, "{}", refused.text);
+        assert_eq!(refused.json["errors"][0]["path"], field, "{}", refused.text);
+    }
+
     server.assert_no_leak(&[TOKEN, custom]);
 }
