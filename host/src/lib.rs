@@ -13,6 +13,7 @@ pub mod events;
 pub mod executions;
 mod files;
 pub mod identities;
+pub mod metrics;
 pub mod models;
 pub mod registry;
 pub mod replica;

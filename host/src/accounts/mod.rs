@@ -1167,7 +1167,13 @@ impl Accounts {
         let settings = self
             .oauth_client(&config)
             .map_err(|err| TokenError::Rejected(err.to_string()))?;
-        let tokens = match oauth::refresh(&settings, &refresh_token).await {
+        let refreshed = oauth::refresh(&settings, &refresh_token).await;
+        crate::metrics::oauth2_refresh(match &refreshed {
+            Ok(_) => "ok",
+            Err(TokenError::Rejected(_)) => "rejected",
+            Err(TokenError::Unavailable(_)) => "unavailable",
+        });
+        let tokens = match refreshed {
             Ok(tokens) => tokens,
             Err(TokenError::Rejected(reason)) => {
                 tracing::warn!(account = account_id, %reason, "the provider refused the token refresh; account expired");

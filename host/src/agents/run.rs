@@ -1022,6 +1022,7 @@ impl Agents {
                     return Evaluation::failed(format!("the model call failed: {err}"), usage);
                 }
             };
+            crate::metrics::model_tokens(&agent.id, &answer.usage);
             usage += answer.usage;
             let call = answer
                 .completion

@@ -746,6 +746,13 @@ impl Pipeline {
             duration_ms,
             replica: Some(crate::replica::id().to_owned()),
         };
+        crate::metrics::execution(
+            &record.action_type,
+            &record.plugin,
+            &record.plugin_version,
+            record.error.as_ref(),
+            started.elapsed().as_secs_f64(),
+        );
         tracing::info!(
             execution = %record.id,
             action = record.action_id.as_deref().unwrap_or("-"),

@@ -551,7 +551,14 @@ impl PluginRegistry {
             tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
         loop {
             tokio::select! {
-                result = &mut load => return result.map_err(RegistryError::Load),
+                result = &mut load => {
+                    crate::metrics::plugin_load(
+                        result.is_ok(),
+                        result.as_ref().ok().map(|p| p.cache_outcome() == CacheOutcome::Hit),
+                        started.elapsed().as_secs_f64(),
+                    );
+                    return result.map_err(RegistryError::Load);
+                }
                 _ = progress.tick() => tracing::info!(
                     path = %source.path().display(),
                     elapsed_s = started.elapsed().as_secs(),

@@ -115,6 +115,9 @@ pub struct ServeConfig {
     pub models: ModelsConfig,
     /// The MCP server at `/mcp` (`[mcp]`: `allowed_hosts`).
     pub mcp: McpConfig,
+    /// Prometheus metrics (`[metrics]`: `listen`, the address of
+    /// `/metrics`; default none).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Settings of the MCP server.
@@ -186,6 +189,7 @@ impl Default for ServeConfig {
             agents: RunsConfig::default(),
             models: ModelsConfig::default(),
             mcp: McpConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -243,6 +247,7 @@ const SETTINGS: &[&str] = &[
     "agents",
     "models",
     "mcp",
+    "metrics",
 ];
 
 impl ServeConfig {

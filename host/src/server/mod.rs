@@ -287,6 +287,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         }),
     };
     let app = crate::api::router(state)
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
@@ -327,6 +328,17 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Renewed until the runs in flight have finished, after the rest stops.
     let lease_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(listen) = config.metrics.listen {
+        let stop = stop_rx.clone();
+        tokio::spawn(
+            async move {
+                if let Err(err) = crate::metrics::serve(listen, stop).await {
+                    tracing::error!(error = %format!("{err:#}"), "metrics are not served");
+                }
+            }
+            .in_current_span(),
+        );
+    }
     let lease = tokio::spawn({
         let (replicas, stop) = (replicas.clone(), lease_stop.clone());
         async move { replicas.run_renewals(stop).await }.in_current_span()

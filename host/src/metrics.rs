@@ -1,0 +1,181 @@
+//! Prometheus metrics, served at `/metrics` on a listen address of their
+//! own (`[metrics] listen`), apart from the API and its keys: point
+//! Prometheus at it over a network only it reaches.
+//!
+//! The series (every name starts with `actionhost_`):
+//!
+//! | series | labels |
+//! |---|---|
+//! | `http_requests_total`, `http_request_duration_seconds` | `route` (the matched path template), `method`, `status` |
+//! | `executions_total`, `execution_duration_seconds` | `action_type`, `plugin`, `version`, `outcome` (`succeeded` / `failed`), `code` |
+//! | `sandbox_faults_total` | `plugin`, `kind` (`fuel_exhausted`, `deadline`, `memory`, `trap`, …) |
+//! | `plugin_loads_total`, `plugin_load_seconds` | `outcome` (`loaded` / `failed`), `cache` (`hit` / `miss`) |
+//! | `oauth2_refreshes_total` | `outcome` (`ok`, `rejected`, `unavailable`) |
+//! | `model_tokens_total` | `agent`, `direction` (`input` / `output`) |
+//!
+//! Recording is a no-op when no `listen` is set.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` listens, such as `127.0.0.1:9464` (default: no
+    /// metrics). It takes no key: keep it on a network only Prometheus
+    /// reaches.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Latency buckets, in seconds: from a no-op's 100 µs to a slow
+/// provider's minute.
+const SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the recorder (once per process) and serves `/metrics` on
+/// `listen` until `stop`.
+pub async fn serve(
+    listen: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .context("metric buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {listen}"))?;
+    tracing::info!(address = %listen, "metrics at http://{listen}/metrics");
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || render(handle.clone())),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("the metrics listener failed")
+}
+
+async fn render(handle: PrometheusHandle) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+}
+
+/// Counts and times every API request by its route template (never the
+/// path itself, which holds ids), method and status.
+pub async fn track_http(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("actionhost_http_requests_total", &labels).increment(1);
+    metrics::histogram!("actionhost_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// One execution's outcome.
+pub fn execution(
+    action_type: &str,
+    plugin: &str,
+    version: &str,
+    error: Option<&crate::executions::ErrorInfo>,
+    seconds: f64,
+) {
+    let labels = [
+        ("action_type", action_type.to_owned()),
+        ("plugin", plugin.to_owned()),
+        ("version", version.to_owned()),
+        (
+            "outcome",
+            if error.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+            .to_owned(),
+        ),
+        ("code", error.map_or_else(String::new, |e| e.code.clone())),
+    ];
+    metrics::counter!("actionhost_executions_total", &labels).increment(1);
+    metrics::histogram!(
+        "actionhost_execution_duration_seconds",
+        "action_type" => action_type.to_owned(),
+        "plugin" => plugin.to_owned(),
+        "version" => version.to_owned()
+    )
+    .record(seconds);
+    if let Some(kind) = error.and_then(|e| e.fault.as_deref()) {
+        metrics::counter!(
+            "actionhost_sandbox_faults_total",
+            "plugin" => plugin.to_owned(),
+            "kind" => kind.to_owned()
+        )
+        .increment(1);
+    }
+}
+
+/// One plugin load: compiled (`miss`) or from the cache (`hit`), or failed.
+pub fn plugin_load(loaded: bool, cache_hit: Option<bool>, seconds: f64) {
+    let cache = match cache_hit {
+        Some(true) => "hit",
+        Some(false) => "miss",
+        None => "",
+    };
+    let outcome = if loaded { "loaded" } else { "failed" };
+    metrics::counter!("actionhost_plugin_loads_total", "outcome" => outcome, "cache" => cache)
+        .increment(1);
+    metrics::histogram!("actionhost_plugin_load_seconds", "outcome" => outcome, "cache" => cache)
+        .record(seconds);
+}
+
+/// One OAuth2 token refresh: `ok`, `rejected` (the account expired) or
+/// `unavailable` (tried again later).
+pub fn oauth2_refresh(outcome: &'static str) {
+    metrics::counter!("actionhost_oauth2_refreshes_total", "outcome" => outcome).increment(1);
+}
+
+/// Tokens one model call of an agent used.
+pub fn model_tokens(agent: &str, usage: &crate::runtime::model::Usage) {
+    for (direction, tokens) in [
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+    ] {
+        metrics::counter!(
+            "actionhost_model_tokens_total",
+            "agent" => agent.to_owned(),
+            "direction" => direction
+        )
+        .increment(tokens);
+    }
+}
