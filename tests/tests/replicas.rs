@@ -875,3 +875,37 @@ fn a_concurrency_cap_holds_across_replicas_each_running_its_share_and_a_leaving_
         }
     });
 }
+
+#[test]
+fn a_replica_with_another_secret_key_is_refused_at_start_and_says_which_key_it_needs() {
+    let url = postgres::database();
+    let first = replica(&url, None, false, "15s");
+    let dir = tempfile::tempdir().expect("data dir");
+    let other_key = "0f".repeat(32);
+    let refused = std::process::Command::new(actionhost_tests::actionhost_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--plugins-dir")
+        .arg(&first.plugins_dir)
+        .env("ACTIONHOST_STORE", &url)
+        .env("ACTIONHOST_SECRET_KEY", &other_key)
+        .output()
+        .expect("run serve");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not the one the store's credentials are sealed with"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&other_key),
+        "the key is in the message: {stderr}"
+    );
+    assert!(
+        !stderr.contains(SECRET_KEY),
+        "the key is in the message: {stderr}"
+    );
+    // With the cluster's key it joins.
+    let second = replica(&url, Some(&first.admin_key), false, "15s");
+    assert_eq!(second.get("/v1/auth/status").status, 200);
+}

@@ -415,11 +415,13 @@ fn store_copy_moves_a_sled_store_into_postgres_and_the_server_answers_the_same()
     }
     server.assert_no_leak(&[TOKEN]);
 
-    // A replica on a data dir of its own gets the upload, still disabled,
-    // from the database.
+    // A replica on a data dir of its own (with the same secret key) gets
+    // the upload, still disabled, from the database.
+    let key = std::fs::read_to_string(server.data_dir.join("secret.key")).expect("secret.key");
     let replica = Server::start_with(Options {
         store: Some(url.clone()),
         admin_key: Some(server.admin_key.clone()),
+        env: vec![("ACTIONHOST_SECRET_KEY".into(), key.trim().to_owned())],
         ..Options::default()
     });
     let plugins = replica.get("/v1/plugins");

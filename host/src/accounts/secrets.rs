@@ -103,6 +103,31 @@ impl SecretBox {
         }
     }
 
+    /// Checks that this key is the one the store's credentials are sealed
+    /// with: the first start seals a known value into the store's metadata,
+    /// and every later start (of any replica, or after `store copy`) must
+    /// open it. A server with another key would fail every execution that
+    /// needs a credential; it is refused at start instead.
+    pub fn check_against(&self, records: &crate::store::Records) -> anyhow::Result<()> {
+        const KEY: &str = "secret_key_check";
+        const CONTEXT: &str = "actionhost secret key check";
+        let stored = records
+            .set_meta_once(KEY, self.seal(CONTEXT, CONTEXT.as_bytes()).as_bytes())
+            .map_err(|err| {
+                anyhow::anyhow!("cannot check the secret key against the store: {err}")
+            })?;
+        let opens = std::str::from_utf8(&stored)
+            .ok()
+            .and_then(|sealed| self.open(CONTEXT, sealed).ok())
+            .is_some_and(|plain| plain == CONTEXT.as_bytes());
+        if !opens {
+            anyhow::bail!(
+                "this secret key is not the one the store's credentials are sealed with: give this server the key the store was first served with (secret_key, secret_key_file or DATA_DIR/secret.key; every replica of a database needs the same one). A lost key cannot be recovered: its credentials must be connected again"
+            );
+        }
+        Ok(())
+    }
+
     /// Seals `plaintext`, bound to `context` (the owning record's id).
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
         let nonce = random_bytes::<24>();

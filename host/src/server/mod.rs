@@ -180,6 +180,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         KeySource::File(path) => tracing::info!(path = %path.display(), "secret key loaded"),
         KeySource::Inline => tracing::info!("secret key taken from the environment"),
     }
+    secrets.check_against(&records)?;
 
     let mut runtime_config = RuntimeConfig::new(config.cache_dir());
     runtime_config.allow_private_network = config.allow_private_network;

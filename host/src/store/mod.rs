@@ -541,6 +541,20 @@ impl Records {
         self.store
             .transact(&|tx| tx.insert(Tree::Meta, key.as_bytes(), value))
     }
+
+    /// Sets a metadata value unless one is there already, in one
+    /// transaction (of replicas starting at once, one sets it); returns the
+    /// value now stored.
+    pub fn set_meta_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.store.transact(&|tx| {
+            if tx.get(Tree::Meta, key.as_bytes())?.is_none() {
+                tx.insert(Tree::Meta, key.as_bytes(), value)?;
+            }
+            Ok(())
+        })?;
+        self.meta(key)?
+            .ok_or_else(|| StoreError::Storage(format!("the metadata value {key} was not kept")))
+    }
 }
 
 /// The key range of an index's values under `prefix`, bounded by `lower`
