@@ -12,6 +12,9 @@
 //! | `plugin_loads_total`, `plugin_load_seconds` | `outcome` (`loaded` / `failed`), `cache` (`hit` / `miss`) |
 //! | `oauth2_refreshes_total` | `outcome` (`ok`, `rejected`, `unavailable`) |
 //! | `model_tokens_total` | `agent`, `direction` (`input` / `output`) |
+//! | `scheduler_lag_seconds` | | how late each due action started |
+//! | `actions_due` | | due actions not yet started (sampled every 15 s) |
+//! | `actions` | `status` | actions by status, all tenants (sampled every 15 s) |
 //!
 //! Recording is a no-op when no `listen` is set.
 
@@ -163,6 +166,63 @@ pub fn plugin_load(loaded: bool, cache_hit: Option<bool>, seconds: f64) {
 /// `unavailable` (tried again later).
 pub fn oauth2_refresh(outcome: &'static str) {
     metrics::counter!("actionhost_oauth2_refreshes_total", "outcome" => outcome).increment(1);
+}
+
+/// How late a due action started, in milliseconds past its due time.
+pub fn scheduler_lag(late_ms: u64) {
+    metrics::histogram!("actionhost_scheduler_lag_seconds").record(late_ms as f64 / 1000.0);
+}
+
+/// How often the store is counted for the gauges.
+const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+
+/// Samples the due actions waiting and the actions by status every
+/// [`SAMPLE_EVERY`] until `stop`. Each sample walks index keys (no
+/// record), off the async threads.
+pub async fn sample_actions(
+    records: crate::store::Records,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let records = records.clone();
+        match tokio::task::spawn_blocking(move || count_actions(&records)).await {
+            Ok(Ok((due, by_status))) => {
+                metrics::gauge!("actionhost_actions_due").set(due as f64);
+                for (status, count) in by_status {
+                    metrics::gauge!("actionhost_actions", "status" => status).set(count as f64);
+                }
+            }
+            Ok(Err(err)) => tracing::warn!(%err, "cannot count the actions for the metrics"),
+            Err(err) => tracing::warn!(%err, "counting the actions for the metrics failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+type Counts = (usize, Vec<(&'static str, usize)>);
+
+fn count_actions(records: &crate::store::Records) -> Result<Counts, crate::store::StoreError> {
+    let now = crate::actions::epoch_ms(std::time::SystemTime::now());
+    // Entries `MS\0TENANT`: those due by now.
+    let due = records.index_count("actions_due", "", None, Some(&format!("{:013}", now + 1)))?;
+    let tenants = records.list_all::<crate::tenancy::Tenant>()?;
+    let mut by_status = Vec::new();
+    for status in crate::actions::ActionStatus::ALL {
+        let mut count = 0;
+        for tenant in &tenants {
+            count += records.index_count(
+                "actions_by_status",
+                &format!("{}\0{}\0", tenant.id, status.as_str()),
+                None,
+                None,
+            )?;
+        }
+        by_status.push((status.as_str(), count));
+    }
+    Ok((due, by_status))
 }
 
 /// Tokens one model call of an agent used.

@@ -101,7 +101,7 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
         ],
         ..Options::default()
     });
-    for n in 0..5 {
+    for n in 0..20 {
         let ran = server.post(
             "/api/v2/actions/noop/execute",
             &json!({ "input": { "echo": format!("n{n}") } }),
@@ -111,6 +111,15 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
     // A plugin that spins until its deadline: a sandbox fault.
     let spun = server.post("/api/v2/actions/spin/execute", &json!({ "input": {} }));
     assert_eq!(spun.json["successful"], false, "{}", spun.text);
+    // Two stored actions: one due now (the scheduler runs it), one waiting
+    // for a reviewer.
+    for body in [
+        json!({ "type": "noop", "params": {}, "identity_id": "ops" }),
+        json!({ "type": "noop", "params": {}, "identity_id": "ops", "require_approval": true }),
+    ] {
+        let created = server.post("/v1/actions", &body);
+        assert_eq!(created.status, 200, "{}", created.text);
+    }
     let missing = server.get("/v1/actions/act_00000000000000000000");
     assert_eq!(missing.status, 404);
 
@@ -125,9 +134,14 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
     );
 
     let prometheus = Prometheus::start(&format!("127.0.0.1:{metrics_port}"));
+    // 20 synchronous executions and the stored action the scheduler ran.
     let executions = prometheus.until(
         r#"actionhost_executions_total{action_type="noop",outcome="succeeded"}"#,
-        |v| v.iter().any(|s| value(s) >= 5.0),
+        |v| v.iter().any(|s| value(s) == 21.0),
+    );
+    prometheus.until(
+        r#"actionhost_execution_duration_seconds_count{action_type="noop"}"#,
+        |v| v.iter().any(|s| value(s) == 21.0),
     );
     assert_eq!(executions[0]["metric"]["plugin"], "fixture-noop");
     let faults = prometheus.until("actionhost_sandbox_faults_total", |v| !v.is_empty());
@@ -138,7 +152,7 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
     // Routes by their template, never by the ids in the path.
     prometheus.until(
         r#"actionhost_http_requests_total{route="/api/v2/actions/{action}/execute",method="POST",status="200"}"#,
-        |v| v.iter().any(|s| value(s) >= 5.0),
+        |v| v.iter().any(|s| value(s) == 21.0),
     );
     prometheus.until(
         r#"actionhost_http_requests_total{route="/v1/actions/{id}",status="404"}"#,
@@ -148,6 +162,19 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
         v.iter().map(value).sum::<f64>() >= 2.0
     });
     assert!(!loads.is_empty());
+    // The scheduler's lag, and the actions by status (sampled every 15 s).
+    prometheus.until("actionhost_scheduler_lag_seconds_count", |v| {
+        v.iter().any(|s| value(s) >= 1.0)
+    });
+    prometheus.until(r#"actionhost_actions{status="pending_approval"}"#, |v| {
+        v.iter().any(|s| value(s) == 1.0)
+    });
+    prometheus.until(r#"actionhost_actions{status="succeeded"}"#, |v| {
+        v.iter().any(|s| value(s) == 1.0)
+    });
+    prometheus.until("actionhost_actions_due", |v| {
+        v.iter().any(|s| value(s) == 0.0)
+    });
     // The latency histogram: the median no-op execution, from its buckets.
     let median = prometheus.until(
         r#"histogram_quantile(0.5, sum by (le) (actionhost_execution_duration_seconds_bucket{action_type="noop"}))"#,

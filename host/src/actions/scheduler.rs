@@ -372,6 +372,9 @@ impl Actions {
                 let Some(tenant_slot) = self.tenant_slot(tenant, global.available_permits()) else {
                     return Ok(());
                 };
+                if let Some(due) = due {
+                    crate::metrics::scheduler_lag(now.saturating_sub(due));
+                }
                 ids.push(id);
                 held.push(Held {
                     permit,

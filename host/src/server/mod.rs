@@ -332,6 +332,9 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
     if let Some(listen) = config.metrics.listen {
         let stop = stop_rx.clone();
         tokio::spawn(
+            crate::metrics::sample_actions(records.clone(), stop_rx.clone()).in_current_span(),
+        );
+        tokio::spawn(
             async move {
                 if let Err(err) = crate::metrics::serve(listen, stop).await {
                     tracing::error!(error = %format!("{err:#}"), "metrics are not served");
