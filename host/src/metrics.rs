@@ -19,6 +19,7 @@
 //! Recording is a no-op when no `listen` is set.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,6 +34,15 @@ pub struct MetricsConfig {
     /// metrics). It takes no key: keep it on a network only Prometheus
     /// reaches.
     pub listen: Option<SocketAddr>,
+}
+
+/// Whether the recorder is installed: without it, the recording functions
+/// return at once rather than build labels nobody reads (they sit on the
+/// execute and request paths).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
 }
 
 /// Latency buckets, in seconds: from a no-op's 100 µs to a slow
@@ -53,6 +63,7 @@ pub async fn serve(
         .context("metric buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    ENABLED.store(true, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for metrics on {listen}"))?;
@@ -92,6 +103,9 @@ pub async fn track_http(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    if !enabled() {
+        return next.run(request).await;
+    }
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -115,6 +129,9 @@ pub fn execution(
     error: Option<&crate::executions::ErrorInfo>,
     seconds: f64,
 ) {
+    if !enabled() {
+        return;
+    }
     let labels = [
         ("action_type", action_type.to_owned()),
         ("plugin", plugin.to_owned()),
@@ -150,6 +167,9 @@ pub fn execution(
 
 /// One plugin load: compiled (`miss`) or from the cache (`hit`), or failed.
 pub fn plugin_load(loaded: bool, cache_hit: Option<bool>, seconds: f64) {
+    if !enabled() {
+        return;
+    }
     let cache = match cache_hit {
         Some(true) => "hit",
         Some(false) => "miss",
@@ -227,6 +247,9 @@ fn count_actions(records: &crate::store::Records) -> Result<Counts, crate::store
 
 /// Tokens one model call of an agent used.
 pub fn model_tokens(agent: &str, usage: &crate::runtime::model::Usage) {
+    if !enabled() {
+        return;
+    }
     for (direction, tokens) in [
         ("input", usage.input_tokens),
         ("output", usage.output_tokens),

@@ -519,48 +519,6 @@ fn due_work_created_on_one_replica_wakes_another_through_listen_notify_long_befo
     eprintln!("created on one replica, run by the other after {waits:?} (its poll interval: 60 s)");
 }
 
-/// A peer answering `{"ok":true}` to every request, for the versioned
-/// fixture's report.
-fn ok_peer() -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = listener.local_addr().expect("address");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut length = 0;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
-                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{address}/report")
-}
-
 /// A replica with the versioned fixture (1.0.0) in its plugins folder.
 fn versioned_replica(url: &str, admin: Option<&str>) -> Server {
     Server::start_with(Options {
@@ -610,7 +568,11 @@ fn until_everywhere(servers: &[&Server], want: Option<(&str, &str)>) -> Duration
 fn a_plugin_uploaded_on_one_replica_serves_on_all_and_disable_enable_and_remove_apply_on_every_replica()
  {
     let url = postgres::database();
-    let peer = ok_peer();
+    // A peer answering 200 to every report (released: it holds nothing).
+    let report =
+        actionhost_tests::faulty::FaultyHttp::start(actionhost_tests::faulty::HttpFault::Hold);
+    report.release();
+    let peer = format!("{}/report", report.base_url);
     let a = versioned_replica(&url, None);
     let b = versioned_replica(&url, Some(&a.admin_key));
     let ran_on = |server: &Server| -> String {

@@ -18,6 +18,7 @@
 //!   tick missed while the server was down.
 
 pub mod filter;
+mod queue;
 pub mod run;
 pub mod schedule;
 pub mod templates;

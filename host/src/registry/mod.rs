@@ -25,6 +25,7 @@
 //! compiling happens before it is taken, off the request path.
 
 mod shared;
+mod state;
 mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,7 @@ use crate::runtime::{
 use sha2::{Digest, Sha256};
 
 pub use shared::{PluginBlob, PluginSwitch, SharedPlugin, copy_uploads};
+use state::{read_disabled, save_disabled, upload_path};
 pub use watch::watch_folder;
 
 /// A log line is written for a compile still running after this long, and
@@ -328,23 +330,7 @@ impl PluginRegistry {
         allowed_uploads: BTreeSet<String>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&uploads)?;
-        let disabled = match std::fs::read(uploads.join("state.json")) {
-            Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
-                .map_err(|err| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: {err}; fix or delete the file (it lists disabled plugin versions)",
-                            uploads.join("state.json").display()
-                        ),
-                    )
-                })?
-                .disabled
-                .into_iter()
-                .collect(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(err) => return Err(err),
-        };
+        let disabled = read_disabled(&uploads)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime,
@@ -758,10 +744,7 @@ impl PluginRegistry {
                 manifest.name, manifest.version, info.path
             )));
         }
-        let path = self
-            .inner
-            .uploads
-            .join(format!("{}-{}.wasm", manifest.name, manifest.version));
+        let path = upload_path(&self.inner.uploads, &manifest.name, &manifest.version);
         // In the shared store (when there is one) and on disk before it
         // serves, so an acknowledged upload survives a crash.
         let published = self
@@ -850,12 +833,7 @@ impl PluginRegistry {
         } else {
             next.remove(&id);
         }
-        let file = StateFile {
-            disabled: next.iter().cloned().collect(),
-        };
-        let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
-        crate::files::write_durably(&self.inner.uploads.join("state.json"), &[&json])
-            .map_err(|err| RegistryError::Io(format!("cannot save the plugin states: {err}")))?;
+        save_disabled(&self.inner.uploads, &next)?;
         *set = next;
         Ok(())
     }
@@ -1145,13 +1123,6 @@ fn info(snapshot: &Snapshot, key: &(String, semver::Version), entry: &Entry) -> 
 
 fn not_loaded(name: &str, version: &str) -> RegistryError {
     RegistryError::NotFound(format!("plugin {name} {version} is not loaded"))
-}
-
-/// The persisted plugin states.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateFile {
-    disabled: Vec<String>,
 }
 
 /// The `*.wasm` files of `dir`, sorted.

@@ -366,14 +366,7 @@ impl PluginRegistry {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if *local != disabled {
-                let file = super::StateFile {
-                    disabled: disabled.iter().cloned().collect(),
-                };
-                let json = serde_json::to_vec_pretty(&file).unwrap_or_default();
-                crate::files::write_durably(&self.inner.uploads.join("state.json"), &[&json])
-                    .map_err(|err| {
-                        RegistryError::Io(format!("cannot save the plugin states: {err}"))
-                    })?;
+                super::state::save_disabled(&self.inner.uploads, &disabled)?;
                 local.clone_from(&disabled);
             }
         }
@@ -445,10 +438,7 @@ impl PluginRegistry {
                 plugin.id, plugin.sha256
             )));
         }
-        let path = self
-            .inner
-            .uploads
-            .join(format!("{}-{}.wasm", plugin.name, plugin.version));
+        let path = super::state::upload_path(&self.inner.uploads, &plugin.name, &plugin.version);
         let compiled = self
             .compile_bytes(
                 &Source::Upload(path.clone()),
@@ -486,15 +476,7 @@ fn upload_name(path: &std::path::Path) -> Option<(String, semver::Version)> {
 /// versions into `to`, as the first replica on that data dir would at
 /// start-up; then counts both sides. Returns the number of uploads.
 pub fn copy_uploads(uploads: &std::path::Path, to: &Records) -> Result<usize, String> {
-    let disabled = match std::fs::read(uploads.join("state.json")) {
-        Ok(bytes) => {
-            serde_json::from_slice::<super::StateFile>(&bytes)
-                .map_err(|err| format!("{}: {err}", uploads.join("state.json").display()))?
-                .disabled
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(err) => return Err(format!("{}: {err}", uploads.join("state.json").display())),
-    };
+    let disabled = super::state::read_disabled(uploads).map_err(|err| err.to_string())?;
     let files = match std::fs::read_dir(uploads) {
         Ok(entries) => entries
             .map(|entry| entry.map(|entry| entry.path()))
