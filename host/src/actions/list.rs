@@ -1,6 +1,7 @@
 //! Listing a tenant's actions: filters, sorts and pages.
 
 use super::{Action, ActionStatus, Actions, Result};
+use crate::store::PageQuery;
 
 /// A page of actions.
 #[derive(Debug)]
@@ -77,6 +78,18 @@ impl Actions {
     /// One page of the tenant's actions.
     pub fn list(&self, tenant_id: &str, query: &ListQuery) -> Result<Page> {
         let records = self.records();
+        // A store with a table of actions (PostgreSQL) filters, sorts and
+        // counts on its indexes.
+        if let Some(selected) = records.select_page(&page_query(tenant_id, query)) {
+            let (ids, total) = selected?;
+            let mut actions = Vec::new();
+            for id in &ids {
+                if let Some(action) = records.get::<Action>(id)? {
+                    actions.push(action);
+                }
+            }
+            return Ok(Page { actions, total });
+        }
         // The most selective index the filters name; the rest filter in memory.
         let (index, value) = if let Some(contact) = &query.contact_id {
             ("actions_by_contact", format!("{tenant_id}\0{contact}"))
@@ -170,5 +183,37 @@ impl Actions {
             .take(query.limit)
             .collect();
         Ok(Page { actions, total })
+    }
+}
+
+/// The listing as a [`PageQuery`] of the `actions` table.
+fn page_query<'a>(tenant_id: &'a str, query: &'a ListQuery) -> PageQuery<'a> {
+    let filters = [
+        ("status", query.status.map(ActionStatus::as_str)),
+        ("action_type", query.action_type.as_deref()),
+        ("list_id", query.list_id.as_deref()),
+        ("item_id", query.item_id.as_deref()),
+        ("identity_id", query.identity_id.as_deref()),
+        ("contact_id", query.contact_id.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| Some((column, value?)))
+    .collect();
+    let sort = match query.sort_by {
+        SortField::CreatedAt => None,
+        SortField::UpdatedAt => Some("updated_at"),
+        SortField::ScheduledTime => Some("scheduled_time"),
+        SortField::DueAt => Some("due_ms"),
+        SortField::Status => Some("status"),
+        SortField::Type => Some("action_type"),
+    };
+    PageQuery {
+        collection: "actions",
+        tenant: tenant_id,
+        filters,
+        sort,
+        descending: query.descending,
+        skip: query.skip,
+        limit: query.limit,
     }
 }

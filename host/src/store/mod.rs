@@ -32,7 +32,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use pg_store::{DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgStore};
+pub use pg_store::{DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgStore, page_sql};
 pub use signals::{Signals, Topic};
 pub use sled_store::{DEFAULT_CACHE_BYTES, SledStore};
 
@@ -194,6 +194,34 @@ pub trait Store: Send + Sync + 'static {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// One page of a tenant's records, and how many match, from a table the
+    /// store keeps for their collection with its own indexes (PostgreSQL's
+    /// `actions`): the ids in order and the count. `None` where the store
+    /// keeps no such table; the caller then reads its index entries.
+    fn select_page(&self, query: &PageQuery<'_>) -> Option<Result<(Vec<String>, usize)>> {
+        let _ = query;
+        None
+    }
+}
+
+/// A page of one tenant's records, for [`Store::select_page`].
+#[derive(Debug, Clone)]
+pub struct PageQuery<'a> {
+    /// The collection, such as `actions`.
+    pub collection: &'static str,
+    /// The owning tenant.
+    pub tenant: &'a str,
+    /// Column = value, all of them.
+    pub filters: Vec<(&'static str, &'a str)>,
+    /// The column to sort by, ties in id (creation) order; `None` for the
+    /// id order alone. Absent values sort first.
+    pub sort: Option<&'static str>,
+    /// Descending instead of ascending.
+    pub descending: bool,
+    /// Rows skipped.
+    pub skip: usize,
+    /// Rows at most.
+    pub limit: usize,
 }
 
 /// One index entry of a record.
@@ -273,6 +301,11 @@ impl Records {
     /// Typed access to `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
+    }
+
+    /// See [`Store::select_page`].
+    pub fn select_page(&self, query: &PageQuery<'_>) -> Option<Result<(Vec<String>, usize)>> {
+        self.store.select_page(query)
     }
 
     /// See [`Store::failure`].
