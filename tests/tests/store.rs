@@ -476,7 +476,8 @@ fn listing_actions_by_two_filters_and_a_sort_reads_indexes_not_the_table() {
     );
     postgres::psql(&name, "VACUUM ANALYZE actions");
 
-    let listings: [(&[(&str, &str)], Option<&str>); 4] = [
+    type Listing<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let listings: [Listing<'_>; 4] = [
         (
             &[("status", "scheduled"), ("action_type", "send_email")],
             None,

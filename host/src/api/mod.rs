@@ -19,6 +19,7 @@ mod actions;
 mod agents;
 mod compat;
 mod composio;
+pub mod console;
 mod contacts;
 mod events;
 mod executions;
@@ -101,6 +102,8 @@ pub struct ApiSettings {
     /// The Host headers `/mcp` answers (besides loopback ones and
     /// `public_url`'s).
     pub mcp_allowed_hosts: Vec<String>,
+    /// How long a console session lasts.
+    pub console_session_ttl: std::time::Duration,
     /// Cancelled when the server shuts down: ends `/mcp`'s open streams.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -234,6 +237,7 @@ pub fn router(state: AppState) -> axum::Router {
     let max_body = state.settings.max_body_bytes;
     router
         .nest_service("/mcp", mcp::router(&state))
+        .merge(console::router().with_state(state.clone()))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -876,7 +880,16 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<AppState> for Authorized<S
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = authenticate(&parts.headers, state)?;
+        // A console session stands in for a key where no key is sent.
+        let key_sent =
+            parts.headers.contains_key("authorization") || parts.headers.contains_key("x-api-key");
+        let principal = if !key_sent && console::session_secret(&parts.headers).is_some() {
+            let (_, principal) = console::current(parts, state)?;
+            tracing::Span::current().record("key", principal.key.id.as_str());
+            principal
+        } else {
+            authenticate(&parts.headers, state)?
+        };
         require(&principal, S::ANY_OF)?;
         Ok(Self {
             principal,

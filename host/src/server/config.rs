@@ -118,6 +118,26 @@ pub struct ServeConfig {
     /// Prometheus metrics (`[metrics]`: `listen`, the address of
     /// `/metrics`; default none).
     pub metrics: crate::metrics::MetricsConfig,
+    /// The console at `/console` (`[console]`: `session_ttl`).
+    pub console: ConsoleConfig,
+}
+
+/// Settings of the console.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// How long a signed-in session lasts (default 8 hours); then the
+    /// person signs in again.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 /// Settings of the MCP server.
@@ -190,6 +210,7 @@ impl Default for ServeConfig {
             models: ModelsConfig::default(),
             mcp: McpConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -248,6 +269,7 @@ const SETTINGS: &[&str] = &[
     "models",
     "mcp",
     "metrics",
+    "console",
 ];
 
 impl ServeConfig {

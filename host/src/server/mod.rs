@@ -284,6 +284,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
             max_plugin_bytes: config.max_plugin_bytes,
             public_url: public_url.clone(),
             mcp_allowed_hosts: config.mcp.allowed_hosts.clone(),
+            console_session_ttl: config.console.session_ttl,
             shutdown: shutdown.clone(),
         }),
     };

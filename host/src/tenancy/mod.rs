@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{IndexEntry, Record, Records, StoreError};
 
+mod sessions;
+pub use sessions::ConsoleSession;
+
 /// A permission a key carries.
 #[derive(
     Debug,
