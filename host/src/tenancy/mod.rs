@@ -301,13 +301,41 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// A new id that sorts by creation: `prefix_`, 12 hex digits of the
-/// milliseconds since the epoch, then 8 random ones. An index of such ids
-/// lists its records in creation order.
+/// milliseconds since the epoch, then 8 more. An index of such ids lists its
+/// records in creation order.
+///
+/// Within one process the ids are strictly increasing, as monotonic ULIDs
+/// are: the first id of a millisecond takes a random tail, and the next ones
+/// in that millisecond (or after the clock stepped back) count up from it.
+/// Ids made by different replicas in the same millisecond are ordered only by
+/// their random tails.
 pub fn new_ordered_id(prefix: &str) -> String {
-    let ms = std::time::SystemTime::now()
+    static LAST: std::sync::Mutex<(u64, u32)> = std::sync::Mutex::new((0, 0));
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!("{prefix}_{ms:012x}{}", hex::encode(random_bytes::<4>()))
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let (ms, tail) = {
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = next_ordered(*last, now, u32::from_be_bytes(random_bytes::<4>()));
+        *last
+    };
+    format!("{prefix}_{ms:012x}{tail:08x}")
+}
+
+/// The (milliseconds, tail) that follows `last` at time `now`: a fresh random
+/// tail in a new millisecond, else the last tail plus one (moving to the next
+/// millisecond when the tail is spent). The random tail keeps its top bit
+/// clear, so a busy millisecond has 2^31 ids to count through.
+fn next_ordered(last: (u64, u32), now: u64, random: u32) -> (u64, u32) {
+    if now > last.0 {
+        return (now, random >> 1);
+    }
+    match last.1.checked_add(1) {
+        Some(tail) => (last.0, tail),
+        None => (last.0 + 1, random >> 1),
+    }
 }
 
 /// The creation time, in milliseconds since the epoch, of an id made by
@@ -608,4 +636,20 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.write_all(b"\n")?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_ids_increase_within_a_millisecond_and_when_the_clock_steps_back() {
+        let ids: Vec<String> = (0..2_000).map(|_| new_ordered_id("ct")).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+
+        assert_eq!(next_ordered((10, 5), 11, 0xffff_fffe), (11, 0x7fff_ffff));
+        assert_eq!(next_ordered((10, 5), 10, 0), (10, 6));
+        assert_eq!(next_ordered((10, 5), 9, 0), (10, 6));
+        assert_eq!(next_ordered((10, u32::MAX), 10, 8), (11, 4));
+    }
 }
