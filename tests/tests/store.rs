@@ -497,10 +497,12 @@ fn listing_actions_by_two_filters_and_a_sort_reads_indexes_not_the_table() {
             collection: "actions",
             tenant: "ten_7",
             filters: filters.to_vec(),
+            between: None,
             sort,
             descending: true,
             skip: 0,
             limit: 20,
+            count: true,
         };
         let (page, count) = page_sql(&query).expect("actions have a table");
         let mut values: Vec<String> = std::iter::once("ten_7".to_owned())
@@ -518,11 +520,120 @@ fn listing_actions_by_two_filters_and_a_sort_reads_indexes_not_the_table() {
     }
 }
 
+/// `GET /v1/contacts` and `GET /v1/events` with their filters and sorts, as
+/// the server runs them on PostgreSQL, read the `contacts` and `events`
+/// tables through their indexes at `ACTIONHOST_EXPLAIN_ROWS` rows each.
+#[test]
+fn listing_contacts_and_events_reads_indexes_not_the_tables() {
+    use actionhost::store::{PageQuery, page_sql};
+    let rows: usize = std::env::var("ACTIONHOST_EXPLAIN_ROWS")
+        .ok()
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(100_000);
+    let url = postgres::database();
+    open(&url);
+    let name = postgres::name_of(&url).to_owned();
+    postgres::psql(
+        &name,
+        &format!(
+            "INSERT INTO contacts SELECT 'ten_' || (n % 10), 'ct_' || lpad(to_hex(n), 16, '0'),
+                CASE WHEN n % 7 = 0 THEN NULL ELSE 'person' || n || '@example.com' END,
+                (ARRAY['lead','customer','subscriber','opportunity'])[1 + (n / 10) % 4],
+                'company ' || (n % 300), '2026-01-01T00:00:00.000Z',
+                to_char(timestamp '2026-01-01' + (n::bigint * 7919 % {rows}) * interval '1 second',
+                        'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+             FROM generate_series(1, {rows}) n;
+             INSERT INTO events SELECT 'ten_' || (n % 10), 'ev_' || lpad(to_hex(n), 16, '0'),
+                (ARRAY['pageview','signup','click','purchase','open'])[1 + (n / 10) % 5],
+                'ct_' || lpad(to_hex(n % 20000), 16, '0'), NULL, 'api',
+                1767225600000 + n::bigint * 1000, '2026-01-01T00:00:00.000Z'
+             FROM generate_series(1, {rows}) n"
+        ),
+    );
+    postgres::psql(&name, "VACUUM ANALYZE contacts");
+    postgres::psql(&name, "VACUUM ANALYZE events");
+    let middle = (1_767_225_600_000 + rows as i64 * 500).to_string();
+    type Listing<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Option<(&'static str, Option<i64>, Option<i64>)>,
+        Option<&'a str>,
+        bool,
+    );
+    let since: i64 = middle.parse().expect("number");
+    let listings: [Listing<'_>; 5] = [
+        (
+            "contacts",
+            &[("lifecycle_stage", "customer")],
+            None,
+            Some("email"),
+            true,
+        ),
+        (
+            "contacts",
+            &[("email", "person17@example.com")],
+            None,
+            None,
+            true,
+        ),
+        ("contacts", &[], None, Some("updated_at"), true),
+        (
+            "events",
+            &[("event", "signup")],
+            Some(("occurred_ms", Some(since), None)),
+            Some("occurred_ms"),
+            false,
+        ),
+        (
+            "events",
+            &[("contact_id", "ct_0000000000000011")],
+            None,
+            Some("occurred_ms"),
+            false,
+        ),
+    ];
+    for (collection, filters, between, sort, count) in listings {
+        let query = PageQuery {
+            collection: if collection == "contacts" {
+                "contacts"
+            } else {
+                "events"
+            },
+            tenant: "ten_7",
+            filters: filters.to_vec(),
+            between,
+            sort,
+            descending: true,
+            skip: 0,
+            limit: 20,
+            count,
+        };
+        let (page, counted) = page_sql(&query).expect("a table");
+        let mut values: Vec<String> = std::iter::once("ten_7".to_owned())
+            .chain(filters.iter().map(|(_, value)| value.to_string()))
+            .collect();
+        if let Some((_, low, high)) = between {
+            values.push(low.unwrap_or(i64::MIN).to_string());
+            values.push(high.unwrap_or(i64::MAX).to_string());
+        }
+        let mut statements = vec![with_literals(&counted, &values)];
+        values.extend(["20".to_owned(), "0".to_owned()]);
+        statements.insert(0, with_literals(&page, &values));
+        statements.truncate(if count { 2 } else { 1 });
+        for sql in statements {
+            let plan = postgres::psql(&name, &format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"));
+            println!("{rows} {collection}: {sql}\n{plan}\n");
+            assert!(!plan.contains("Seq Scan"), "{sql} scans the table:\n{plan}");
+            assert!(plan.contains("Index"), "{sql} uses no index:\n{plan}");
+        }
+    }
+}
+
 /// A database from before the `actions` table (schema version 1) gets it,
 /// filled from the stored actions, at the next start; and the server's
 /// listings answer from it as they did.
 #[test]
-fn the_actions_table_is_filled_from_the_records_when_the_schema_moves_up() {
+fn the_tables_follow_the_records_and_are_filled_when_the_schema_moves_up() {
     use actionhost_tests::server::{Options, Server};
     use serde_json::json;
     let url = postgres::database();
@@ -545,6 +656,90 @@ fn the_actions_table_is_filled_from_the_records_when_the_schema_moves_up() {
     let done = create(
         json!({ "type": "noop", "params": {}, "identity_id": "ada", "direct": true, "list_id": "l1" }),
     );
+    // Records of other kinds: contacts (one changed, one erased), an
+    // event, an identity; the direct action wrote an execution.
+    let contact = |email: &str, stage: &str| {
+        let answer = server.post(
+            "/v1/contacts",
+            &json!({ "email": email, "properties": { "lifecyclestage": stage, "company": "Acme" } }),
+        );
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        answer.json["contact"]["_id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+    let grace = contact("Grace@Example.com", "lead");
+    let gone = contact("gone@example.com", "lead");
+    let patched = server.call(
+        "PATCH",
+        &format!("/v1/contacts/{grace}"),
+        Some(&server.admin_key),
+        Some(&json!({ "properties": { "lifecyclestage": "Customer" } })),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let erased = server.call(
+        "DELETE",
+        &format!("/v1/contacts/{gone}"),
+        Some(&server.admin_key),
+        None,
+    );
+    assert_eq!(erased.status, 200, "{}", erased.text);
+    let event = server.post(
+        "/v1/events",
+        &json!({ "event": "pageview", "url": "https://example.com/pricing", "contact_id": grace }),
+    );
+    assert!(event.status < 300, "{}", event.text);
+    let identity = server.post("/v1/identities", &json!({ "name": "Sam" }));
+    assert_eq!(identity.status, 201, "{}", identity.text);
+
+    let rows = |table: &str, columns: &str| {
+        postgres::psql(
+            &name,
+            &format!("SELECT string_agg({columns}, ';' ORDER BY id) FROM {table}"),
+        )
+    };
+    let tables = |stage: &str| {
+        assert_eq!(
+            rows(
+                "contacts",
+                "concat_ws(',', id, email, lifecycle_stage, company)"
+            ),
+            format!("{grace},grace@example.com,customer,Acme"),
+            "{stage}"
+        );
+        assert_eq!(
+            rows("events", "concat_ws(',', event, contact_id)"),
+            format!("pageview,{grace}"),
+            "{stage}"
+        );
+        assert_eq!(rows("identities", "name"), "Sam", "{stage}");
+        assert_eq!(
+            rows(
+                "executions",
+                "concat_ws(',', action_id, action_type, status)"
+            ),
+            format!("{done},noop,succeeded"),
+            "{stage}"
+        );
+        for table in ["tenants", "api_keys"] {
+            let count = postgres::psql(&name, &format!("SELECT count(*) FROM {table}"));
+            assert_eq!(count, "1", "{table} {stage}");
+        }
+        // Every row is its tenant's.
+        assert_eq!(
+            postgres::psql(
+                &name,
+                "SELECT count(DISTINCT tenant_id) FROM (SELECT tenant_id FROM contacts UNION ALL \
+                 SELECT tenant_id FROM executions UNION ALL SELECT tenant_id FROM api_keys \
+                 UNION ALL SELECT id FROM tenants) owners"
+            ),
+            "1",
+            "{stage}"
+        );
+    };
+    tables("as written");
+
     let list = |server: &Server, query: &str| -> (Vec<String>, u64) {
         let answer = server.get(&format!("/v1/actions{query}"));
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -566,16 +761,43 @@ fn the_actions_table_is_filled_from_the_records_when_the_schema_moves_up() {
     assert_eq!(before.1, 2);
     let mut server = server;
     server.stop();
-    // Back to version 1: no table, no trigger.
-    postgres::psql(
-        &name,
+    // Back to version 1: no tables, no triggers.
+    let mut drop = String::from(
         "DROP TRIGGER actions_follow_writes ON records;
          DROP TRIGGER actions_follow_removals ON records;
          DROP FUNCTION actionhost_actions_follow(); DROP FUNCTION actionhost_action_row(jsonb);
-         DROP TABLE actions; DELETE FROM actionhost_schema WHERE version > 1",
+         DROP TABLE actions;
+         DROP TRIGGER records_follow_writes ON records;
+         DROP TRIGGER records_follow_removals ON records;
+         DROP FUNCTION actionhost_records_follow();",
     );
+    for table in [
+        "executions",
+        "contacts",
+        "events",
+        "notes",
+        "anonymous_links",
+        "agents",
+        "agent_runs",
+        "agent_contact_results",
+        "auth_configs",
+        "accounts",
+        "identities",
+        "tenants",
+        "users",
+        "api_keys",
+        "publishable_keys",
+        "console_sessions",
+        "idempotency",
+        "plugins",
+    ] {
+        drop.push_str(&format!(" DROP TABLE {table};"));
+    }
+    drop.push_str(" DELETE FROM actionhost_schema WHERE version > 1");
+    postgres::psql(&name, &drop);
     let server = server.restart();
     assert_eq!(postgres::psql(&name, "SELECT count(*) FROM actions"), "3");
+    tables("filled by the migration");
     let after = list(&server, query);
     assert_eq!(after, before);
     let (ids, total) = list(&server, "?list_id=l1&sort_dir=asc");

@@ -211,9 +211,11 @@ fn page_query<'a>(tenant_id: &'a str, query: &'a ListQuery) -> PageQuery<'a> {
         collection: "actions",
         tenant: tenant_id,
         filters,
+        between: None,
         sort,
         descending: query.descending,
         skip: query.skip,
         limit: query.limit,
+        count: true,
     }
 }

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use crate::actions::{Actions, epoch_ms};
 use crate::events::Events;
 use crate::runtime::FieldError;
-use crate::store::{IndexEntry, Record, RecordTx, Records, StoreError, TxError};
+use crate::store::{IndexEntry, PageQuery, Record, RecordTx, Records, StoreError, TxError};
 use crate::tenancy::{new_ordered_id, now};
 
 pub use erase::Erased;
@@ -527,6 +527,41 @@ impl Contacts {
     pub fn list(&self, tenant_id: &str, query: &ContactQuery) -> Result<ContactPage> {
         let records = &self.records;
         let unfiltered = query.properties.is_empty() && query.q.is_none();
+        if unfiltered {
+            // Where the store keeps a table of contacts (PostgreSQL), the
+            // filters, the sort and the count run on its indexes.
+            let email = query.email.as_deref().map(str::to_lowercase);
+            let stage = query.lifecycle_stage.as_deref().map(str::to_lowercase);
+            let page = PageQuery {
+                collection: Contact::COLLECTION,
+                tenant: tenant_id,
+                filters: [
+                    ("email", email.as_deref()),
+                    ("lifecycle_stage", stage.as_deref()),
+                ]
+                .into_iter()
+                .filter_map(|(column, value)| Some((column, value?)))
+                .collect(),
+                between: None,
+                sort: match query.sort_by {
+                    ContactSort::CreatedAt => None,
+                    ContactSort::UpdatedAt => Some("updated_at"),
+                    ContactSort::Email => Some("email"),
+                },
+                descending: query.descending,
+                skip: query.offset,
+                limit: query.limit,
+                count: true,
+            };
+            if let Some(selected) = records.select_page(&page) {
+                let (ids, total) = selected?;
+                let mut contacts = Vec::with_capacity(ids.len());
+                for id in ids {
+                    contacts.extend(records.get::<Contact>(&id)?);
+                }
+                return Ok(ContactPage { contacts, total });
+            }
+        }
         let candidates: Vec<Contact> = if let Some(email) = &query.email {
             records
                 .get_by::<Contact>("contacts_by_email", &email_key(tenant_id, email))?

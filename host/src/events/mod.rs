@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use crate::actions::epoch_ms;
 use crate::contacts::{Contact, find_or_create_in, properties};
 use crate::runtime::FieldError;
-use crate::store::{IndexEntry, Record, Records, StoreError};
+use crate::store::{IndexEntry, PageQuery, Record, Records, StoreError};
 use crate::tenancy::{new_ordered_id, now};
 
 /// The most events one request writes.
@@ -612,6 +612,42 @@ impl Events {
 
     /// One page of the tenant's events.
     pub fn list(&self, tenant_id: &str, query: &EventQuery) -> Result<Vec<Event>, EventError> {
+        // Where the store keeps a table of events (PostgreSQL), the page is
+        // one query on its indexes, whatever the filters.
+        let bound = |ms: Option<u64>| ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+        let page = PageQuery {
+            collection: Event::COLLECTION,
+            tenant: tenant_id,
+            filters: [
+                ("contact_id", query.contact_id.as_deref()),
+                // As below: a contact's events, else a visitor's.
+                (
+                    "anonymous_id",
+                    query
+                        .anonymous_id
+                        .as_deref()
+                        .filter(|_| query.contact_id.is_none()),
+                ),
+                ("event", query.event.as_deref()),
+            ]
+            .into_iter()
+            .filter_map(|(column, value)| Some((column, value?)))
+            .collect(),
+            between: (query.since_ms.is_some() || query.until_ms.is_some())
+                .then(|| ("occurred_ms", bound(query.since_ms), bound(query.until_ms))),
+            sort: Some("occurred_ms"),
+            descending: query.descending,
+            skip: query.offset,
+            limit: query.limit,
+            count: false,
+        };
+        if let Some(selected) = self.records.select_page(&page) {
+            let mut events = Vec::new();
+            for id in selected?.0 {
+                events.extend(self.records.get::<Event>(&id)?);
+            }
+            return Ok(events);
+        }
         let (index, prefix) = match (&query.contact_id, &query.anonymous_id) {
             (Some(contact), _) => ("events_by_contact", format!("{tenant_id}\0{contact}\0")),
             (None, Some(anonymous)) => {

@@ -17,7 +17,7 @@ pub struct Note {
 }
 
 impl Record for Note {
-    const COLLECTION: &'static str = "notes";
+    const COLLECTION: &'static str = "conformance_notes";
     fn id(&self) -> &str {
         &self.id
     }

@@ -213,6 +213,8 @@ pub struct PageQuery<'a> {
     pub tenant: &'a str,
     /// Column = value, all of them.
     pub filters: Vec<(&'static str, &'a str)>,
+    /// A number column between two bounds, each inclusive and optional.
+    pub between: Option<(&'static str, Option<i64>, Option<i64>)>,
     /// The column to sort by, ties in id (creation) order; `None` for the
     /// id order alone. Absent values sort first.
     pub sort: Option<&'static str>,
@@ -222,6 +224,8 @@ pub struct PageQuery<'a> {
     pub skip: usize,
     /// Rows at most.
     pub limit: usize,
+    /// Whether to count every matching row (else the count is 0).
+    pub count: bool,
 }
 
 /// One index entry of a record.

@@ -54,12 +54,15 @@ use tokio_postgres::error::SqlState;
 
 mod listen;
 mod pool;
+mod schema;
 mod tables;
 mod tx;
 
+pub use schema::PG_SCHEMA_VERSION;
 pub use tables::page_sql;
 
 use pool::{Conn, Pool, blocking};
+use schema::migrations;
 use tx::{Waiting, committer};
 
 use super::{
@@ -68,101 +71,6 @@ use super::{
 
 /// Connections a store opens at most, by default.
 pub const DEFAULT_POOL_SIZE: usize = 16;
-
-/// The PostgreSQL schema, one migration per version, in order: version N is
-/// `MIGRATIONS[N - 1]`. Never edit a released migration; add one.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE records (key bytea PRIMARY KEY, value bytea NOT NULL);
-     CREATE TABLE index_entries (key bytea PRIMARY KEY, value bytea NOT NULL);
-     CREATE TABLE meta (key bytea PRIMARY KEY, value bytea NOT NULL);",
-    ACTIONS_TABLE,
-];
-
-/// Version 2: the `actions` table, one row per action with the columns
-/// `GET /v1/actions` filters and sorts by, tenant first in its primary key
-/// and every index. A trigger on `records` keeps it in the same
-/// transaction as the action's record (every writer, `store copy`
-/// included, goes through `records`), and the migration fills it from the
-/// actions already stored. Text columns sort byte-wise (`COLLATE "C"`), as
-/// sled's keys and Rust's strings do.
-const ACTIONS_TABLE: &str = r#"
-CREATE TABLE actions (
-    tenant_id text COLLATE "C" NOT NULL,
-    id text COLLATE "C" NOT NULL,
-    status text COLLATE "C" NOT NULL,
-    action_type text COLLATE "C" NOT NULL,
-    identity_id text COLLATE "C" NOT NULL,
-    contact_id text COLLATE "C",
-    list_id text COLLATE "C",
-    item_id text COLLATE "C",
-    agent_id text COLLATE "C",
-    updated_at text COLLATE "C" NOT NULL,
-    scheduled_time text COLLATE "C",
-    due_ms bigint,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE INDEX actions_by_status ON actions (tenant_id, status, action_type, id);
-CREATE INDEX actions_by_type ON actions (tenant_id, action_type, id);
-CREATE INDEX actions_by_identity ON actions (tenant_id, identity_id, id);
-CREATE INDEX actions_by_contact ON actions (tenant_id, contact_id, id) WHERE contact_id IS NOT NULL;
-CREATE INDEX actions_by_list ON actions (tenant_id, list_id, id) WHERE list_id IS NOT NULL;
-CREATE INDEX actions_by_item ON actions (tenant_id, item_id, id) WHERE item_id IS NOT NULL;
-CREATE INDEX actions_by_updated ON actions (tenant_id, updated_at, id);
-
-CREATE FUNCTION actionhost_action_row(doc jsonb) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO actions VALUES (
-        doc->>'tenant_id', doc->>'id', doc->>'status', doc->>'type',
-        doc->>'identity_id', doc->>'contact_id', doc->>'list_id', doc->>'item_id',
-        doc->>'agent_id', doc->>'updated_at', doc->>'scheduled_time',
-        (doc->>'due_ms')::bigint)
-    ON CONFLICT (tenant_id, id) DO UPDATE SET
-        status = EXCLUDED.status, action_type = EXCLUDED.action_type,
-        identity_id = EXCLUDED.identity_id, contact_id = EXCLUDED.contact_id,
-        list_id = EXCLUDED.list_id, item_id = EXCLUDED.item_id,
-        agent_id = EXCLUDED.agent_id, updated_at = EXCLUDED.updated_at,
-        scheduled_time = EXCLUDED.scheduled_time, due_ms = EXCLUDED.due_ms
-$$;
-
-CREATE FUNCTION actionhost_actions_follow() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        DELETE FROM actions
-        WHERE tenant_id = convert_from(OLD.value, 'UTF8')::jsonb->>'tenant_id'
-          AND id = convert_from(substring(OLD.key FROM 9), 'UTF8');
-        RETURN OLD;
-    END IF;
-    PERFORM actionhost_action_row(convert_from(NEW.value, 'UTF8')::jsonb);
-    RETURN NEW;
-END
-$$;
-
-CREATE TRIGGER actions_follow_writes AFTER INSERT OR UPDATE ON records
-    FOR EACH ROW WHEN (substring(NEW.key FROM 1 FOR 8) = 'actions/'::bytea)
-    EXECUTE FUNCTION actionhost_actions_follow();
-CREATE TRIGGER actions_follow_removals AFTER DELETE ON records
-    FOR EACH ROW WHEN (substring(OLD.key FROM 1 FOR 8) = 'actions/'::bytea)
-    EXECUTE FUNCTION actionhost_actions_follow();
-
-SELECT actionhost_action_row(convert_from(value, 'UTF8')::jsonb)
-FROM records WHERE key >= 'actions/'::bytea AND key < 'actions0'::bytea;
-"#;
-
-/// The columns of the `actions` table a listing may filter or sort by.
-const ACTION_COLUMNS: &[&str] = &[
-    "status",
-    "action_type",
-    "identity_id",
-    "contact_id",
-    "list_id",
-    "item_id",
-    "agent_id",
-    "updated_at",
-    "scheduled_time",
-    "due_ms",
-];
-
-/// The version of the PostgreSQL schema this build writes.
-pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// The advisory lock migrations run under (any fixed number; "actionhost").
 const MIGRATION_LOCK: i64 = 0x6163_7469_6f6e_6801;
@@ -380,7 +288,7 @@ impl PgStore {
                     self.inner.target
                 )))
             } else {
-                for (n, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+                for (n, sql) in migrations().iter().enumerate().skip(found as usize) {
                     let version = n as i32 + 1;
                     conn.wait(conn.client.batch_execute("BEGIN"))?;
                     conn.wait(conn.client.batch_execute(sql))?;
