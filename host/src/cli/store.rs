@@ -74,6 +74,12 @@ impl CopyArgs {
                 to.target()
             );
         }
+        if copied.answered > 0 {
+            eprintln!(
+                "index entries left out, since the database's tables answer for them: {}",
+                copied.answered
+            );
+        }
         let uploads = self.from.join("plugins");
         let records = crate::store::Records::new(to.clone());
         let plugins = crate::registry::copy_uploads(&uploads, &records).map_err(|err| {

@@ -12,8 +12,12 @@ const LOCAL_META: &[&[u8]] = &[b"store.generation"];
 /// How many keys each tree holds, on both sides after a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
-    /// `(tree, keys in the source, keys in the destination)`.
+    /// `(tree, keys in the source, keys in the destination)`; the source's
+    /// index entries counted without those of `answered`.
     pub trees: Vec<(&'static str, usize, usize)>,
+    /// Index entries of the source left out, because the destination's
+    /// tables answer for them ([`Store::answered_by_tables`]).
+    pub answered: usize,
 }
 
 /// Every key (as text starts with no 0xFF byte, this bounds them all).
@@ -29,16 +33,19 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
         )));
     }
     let mut trees = Vec::new();
+    let mut answered = 0;
     for (tree, name) in [
         (Tree::Records, "records"),
         (Tree::Indexes, "index entries"),
         (Tree::Meta, "metadata"),
     ] {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = from
-            .scan_prefix(tree, b"")?
-            .into_iter()
-            .filter(|(key, _)| !(tree == Tree::Meta && LOCAL_META.contains(&key.as_slice())))
-            .collect();
+        let mut entries = from.scan_prefix(tree, b"")?;
+        entries.retain(|(key, _)| !(tree == Tree::Meta && LOCAL_META.contains(&key.as_slice())));
+        if tree == Tree::Indexes {
+            let before = entries.len();
+            entries.retain(|(key, _)| !answered_by(to, key));
+            answered = before - entries.len();
+        }
         for chunk in entries.chunks(BATCH) {
             to.transact(&|tx| {
                 for (key, value) in chunk {
@@ -55,5 +62,13 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
             "the copy does not add up: {source} {name} in the source, {destination} in the destination"
         )));
     }
-    Ok(Copied { trees })
+    Ok(Copied { trees, answered })
+}
+
+/// Whether the index entry `key` (`index\0…`) is one `to` does not keep.
+fn answered_by(to: &dyn Store, key: &[u8]) -> bool {
+    let index = key.split(|&b| b == 0).next().unwrap_or_default();
+    to.answered_by_tables()
+        .iter()
+        .any(|name| name.as_bytes() == index)
 }

@@ -202,6 +202,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = query;
         None
     }
+    /// The indexes whose entries this store does not keep, because a table
+    /// of its own answers every read of them ([`Store::select_page`]).
+    /// [`Records`] writes no entry of these, and `store copy` copies none.
+    fn answered_by_tables(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A page of one tenant's records, for [`Store::select_page`].
@@ -484,8 +490,9 @@ impl Records {
     /// `Ok(Err(..))` *before* any write, which commits nothing.
     pub fn transaction<T>(&self, body: impl Fn(&RecordTx<'_>) -> Result<T, TxError>) -> Result<T> {
         let result = std::sync::Mutex::new(None);
+        let skipped = self.store.answered_by_tables();
         self.store.transact(&|tx| {
-            let value = body(&RecordTx { tx })?;
+            let value = body(&RecordTx { tx, skipped })?;
             *result.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
             Ok(())
         })?;
@@ -546,9 +553,10 @@ impl Records {
     ) -> Result<T> {
         let result = Arc::new(std::sync::Mutex::new(None));
         let slot = Arc::clone(&result);
+        let skipped = self.store.answered_by_tables();
         self.store
             .commit(Box::new(move |tx| {
-                let value = body(&RecordTx { tx })?;
+                let value = body(&RecordTx { tx, skipped })?;
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
                 Ok(())
             }))
@@ -619,6 +627,8 @@ fn index_bounds(
 /// Typed records inside [`Records::transaction`].
 pub struct RecordTx<'a> {
     tx: &'a dyn Tx,
+    /// The store's [`Store::answered_by_tables`].
+    skipped: &'static [&'static str],
 }
 
 impl RecordTx<'_> {
@@ -664,13 +674,13 @@ impl RecordTx<'_> {
             }
             .into());
         }
-        write_in::<R>(self.tx, None, record)
+        write_in::<R>(self.tx, self.skipped, None, record)
     }
 
     /// Writes a record over the stored one, moving its index entries.
     pub fn put<R: Record>(&self, record: &R) -> Result<(), TxError> {
         let old = self.get::<R>(record.id())?;
-        write_in(self.tx, old.as_ref(), record)
+        write_in(self.tx, self.skipped, old.as_ref(), record)
     }
 
     /// Removes a record and its index entries.
@@ -678,7 +688,7 @@ impl RecordTx<'_> {
         let Some(old) = self.get::<R>(id)? else {
             return Ok(None);
         };
-        for entry in old.indexes() {
+        for entry in kept(old.indexes(), self.skipped) {
             self.tx.remove(Tree::Indexes, &entry.key(id))?;
         }
         self.tx
@@ -688,14 +698,19 @@ impl RecordTx<'_> {
 }
 
 /// Writes `new` over `old` inside a transaction, moving its index entries.
-fn write_in<R: Record>(tx: &dyn Tx, old: Option<&R>, new: &R) -> Result<(), TxError> {
+fn write_in<R: Record>(
+    tx: &dyn Tx,
+    skipped: &[&str],
+    old: Option<&R>,
+    new: &R,
+) -> Result<(), TxError> {
     let id = new.id();
     if let Some(old) = old {
-        for entry in old.indexes() {
+        for entry in kept(old.indexes(), skipped) {
             tx.remove(Tree::Indexes, &entry.key(id))?;
         }
     }
-    for entry in new.indexes() {
+    for entry in kept(new.indexes(), skipped) {
         let key = entry.key(id);
         if entry.unique
             && let Some(owner) = tx.get(Tree::Indexes, &key)?
@@ -712,6 +727,13 @@ fn write_in<R: Record>(tx: &dyn Tx, old: Option<&R>, new: &R) -> Result<(), TxEr
         tx.insert(Tree::Indexes, &key, value)?;
     }
     tx.insert(Tree::Records, &record_key(R::COLLECTION, id), &encode(new)?)
+}
+
+/// The index entries a store keeps: all but those of `skipped`.
+fn kept(entries: Vec<IndexEntry>, skipped: &[&str]) -> impl Iterator<Item = IndexEntry> {
+    entries
+        .into_iter()
+        .filter(move |entry| !skipped.contains(&entry.index))
 }
 
 /// Brings a database to [`SCHEMA_VERSION`]: the migration hook. Each step

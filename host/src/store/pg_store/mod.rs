@@ -444,6 +444,10 @@ impl Store for PgStore {
         self.select(query)
     }
 
+    fn answered_by_tables(&self) -> &'static [&'static str] {
+        schema::ANSWERED_BY_TABLES
+    }
+
     fn commit(&self, body: CommitBody) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let gone = || StoreError::Storage("the store's committer has stopped".into());

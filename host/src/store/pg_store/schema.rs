@@ -111,6 +111,19 @@ pub(super) const ACTION_COLUMNS: &[&str] = &[
     "due_ms",
 ];
 
+/// The indexes of actions whose every read the `actions` table answers on
+/// PostgreSQL (the listing's filters): their entries are not kept there.
+/// The other indexes of actions are read elsewhere too (by status for the
+/// metrics, by contact and agent for erasure and timelines, the due
+/// index by the scheduler), so they are kept.
+pub(super) const ANSWERED_BY_TABLES: &[&str] = &[
+    "actions_by_tenant",
+    "actions_by_type",
+    "actions_by_identity",
+    "actions_by_list",
+    "actions_by_item",
+];
+
 /// A table that follows the records of one collection.
 pub(super) struct RecordTable {
     /// The table's name, which is also the collection's.
@@ -420,6 +433,15 @@ fn record_tables_sql(tables: &[RecordTable]) -> String {
         "DROP INDEX actions_by_updated;\n\
          CREATE INDEX actions_by_updated ON actions (tenant_id, updated_at NULLS FIRST, id);\n",
     );
+    // The entries the `actions` table answers for are no longer kept.
+    for index in ANSWERED_BY_TABLES {
+        let _ = writeln!(
+            sql,
+            "DELETE FROM index_entries WHERE key >= '\\x{}00'::bytea AND key < '\\x{}01'::bytea;",
+            hex::encode(index),
+            hex::encode(index),
+        );
+    }
     for table in tables {
         let key = if table.tenant.is_some() {
             "tenant_id, id"
