@@ -705,13 +705,26 @@ fn write_in<R: Record>(
     new: &R,
 ) -> Result<(), TxError> {
     let id = new.id();
+    let entries: Vec<(Vec<u8>, IndexEntry)> = kept(new.indexes(), skipped)
+        .map(|entry| (entry.key(id), entry))
+        .collect();
+    // An entry both versions have stays as it is: most updates (a status
+    // moving on) change one or two entries of many.
+    let mut unchanged = std::collections::HashSet::new();
     if let Some(old) = old {
         for entry in kept(old.indexes(), skipped) {
-            tx.remove(Tree::Indexes, &entry.key(id))?;
+            let key = entry.key(id);
+            if entries.iter().any(|(new_key, _)| *new_key == key) {
+                unchanged.insert(key);
+            } else {
+                tx.remove(Tree::Indexes, &key)?;
+            }
         }
     }
-    for entry in kept(new.indexes(), skipped) {
-        let key = entry.key(id);
+    for (key, entry) in entries {
+        if unchanged.contains(&key) {
+            continue;
+        }
         if entry.unique
             && let Some(owner) = tx.get(Tree::Indexes, &key)?
             && owner != id.as_bytes()
