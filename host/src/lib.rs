@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod models;
 pub mod registry;
 pub mod replica;
+pub mod retention;
 pub mod runtime;
 pub mod server;
 pub mod store;

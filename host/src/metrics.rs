@@ -10,8 +10,11 @@
 //! | `executions_total`, `execution_duration_seconds` | `action_type`, `plugin`, `version`, `outcome` (`succeeded` / `failed`), `code` |
 //! | `sandbox_faults_total` | `plugin`, `kind` (`fuel_exhausted`, `deadline`, `memory`, `trap`, …) |
 //! | `plugin_loads_total`, `plugin_load_seconds` | `outcome` (`loaded` / `failed`), `cache` (`hit` / `miss`) |
+//! | `plugin_swaps_total` | `plugin`: a new build swapped in for the one its file or upload held |
+//! | `instances_total` | `plugin`, `version`, `event` (`reused`: an execution on a reused instance; `retired`: an instance dropped after its last allowed call) |
 //! | `oauth2_refreshes_total` | `outcome` (`ok`, `rejected`, `unavailable`) |
 //! | `model_tokens_total` | `agent`, `direction` (`input` / `output`) |
+//! | `retention_removed_total` | `kind` (`executions`, `actions`, `events`): records the retention sweeps removed |
 //! | `scheduler_lag_seconds` | | how late each due action started |
 //! | `actions_due` | | due actions not yet started (sampled every 15 s) |
 //! | `actions` | `status` | actions by status, all tenants (sampled every 15 s) |
@@ -180,6 +183,40 @@ pub fn plugin_load(loaded: bool, cache_hit: Option<bool>, seconds: f64) {
         .increment(1);
     metrics::histogram!("actionhost_plugin_load_seconds", "outcome" => outcome, "cache" => cache)
         .record(seconds);
+}
+
+/// A plugin version swapped in for the one its file or upload held, with
+/// no restart.
+pub fn plugin_swap(plugin: &str) {
+    if !enabled() {
+        return;
+    }
+    metrics::counter!("actionhost_plugin_swaps_total", "plugin" => plugin.to_owned()).increment(1);
+}
+
+/// An execution that ran on a reused instance (`reused`), or an instance
+/// retired after its last allowed call (`retired`).
+pub fn instance(plugin: &str, version: &str, event: &'static str) {
+    if !enabled() {
+        return;
+    }
+    metrics::counter!(
+        "actionhost_instances_total",
+        "plugin" => plugin.to_owned(),
+        "version" => version.to_owned(),
+        "event" => event
+    )
+    .increment(1);
+}
+
+/// Records a retention sweep removed, by kind (`executions`, `actions`,
+/// `events`).
+pub fn retention_removed(kind: &'static str, removed: usize) {
+    if !enabled() {
+        return;
+    }
+    metrics::counter!("actionhost_retention_removed_total", "kind" => kind)
+        .increment(removed as u64);
 }
 
 /// One OAuth2 token refresh: `ok`, `rejected` (the account expired) or

@@ -80,6 +80,25 @@ pub fn python() -> PathBuf {
     artifact(path, "run scripts/setup-test-tools")
 }
 
+/// Runs `tests/browser/SCRIPT` (Playwright driving Debian's Chromium) with
+/// `args`, and returns the JSON report it prints as its last line; panics
+/// with its output when it fails.
+pub fn browser_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(python())
+        .arg(workspace_root().join("tests/browser").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("run {script}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|err| panic!("{script}'s report {last:?}: {err}"))
+}
+
 /// The Python with Composio's client (composio-core) installed.
 pub fn composio_python() -> PathBuf {
     artifact(

@@ -686,6 +686,23 @@ fn kill_9_in_the_middle_of_a_run_resumes_it_without_proposing_twice() {
     }
     let all = server.get("/v1/actions?limit=100");
     assert_eq!(ok(&all)["pagination"]["total_items"], 12);
+    // The listing filters by the agent that proposed, alone or with others.
+    let by_agent = server.get(&format!("/v1/actions?agent_id={agent}&limit=5"));
+    assert_eq!(ok(&by_agent)["pagination"]["total_items"], 12);
+    assert!(
+        by_agent.json["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .all(|a| a["agent_id"] == agent.as_str())
+    );
+    let one = server.get(&format!(
+        "/v1/actions?agent_id={agent}&contact_id={}&sort_by=updated_at",
+        ids[3]
+    ));
+    assert_eq!(ok(&one)["pagination"]["total_items"], 1);
+    let other = server.get("/v1/actions?agent_id=agt_nobody");
+    assert_eq!(ok(&other)["pagination"]["total_items"], 0);
 }
 
 #[test]

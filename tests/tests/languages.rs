@@ -347,7 +347,11 @@ fn marks(answer: &Answer) -> (u64, Vec<String>) {
 /// Reuse happens for one account, never across accounts, and a trap or the
 /// end of `max-calls` drops the instance.
 fn check_reuse(action: &str, app: &str) {
-    let server = start(&[("ACTIONHOST_REUSE__MAX_CALLS", "4")]);
+    let metrics = format!("127.0.0.1:{}", actionhost_tests::server::free_port());
+    let server = start(&[
+        ("ACTIONHOST_REUSE__MAX_CALLS", "4"),
+        ("ACTIONHOST_METRICS__LISTEN", &metrics),
+    ]);
     let bearer = |token: &str| {
         account(
             &server,
@@ -459,6 +463,34 @@ fn check_reuse(action: &str, app: &str) {
         );
     }
     assert_eq!(counts, vec![1, 2, 3, 4, 1, 2], "retired after 4 calls");
+
+    // The counters: 8 executions ran on a reused instance (alice's second,
+    // bob's second and third, the trap, alice's 5th to 7th and 9th), one
+    // instance retired; in the plugin's listing and in the metrics.
+    let plugins = server.get("/v1/plugins");
+    let listed = plugins.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["name"] == app)
+        .unwrap_or_else(|| panic!("{app} is not listed: {}", plugins.text));
+    assert_eq!(listed["reuse"]["reused"], 8, "{listed}");
+    assert_eq!(listed["reuse"]["retired"], 1, "{listed}");
+    let text = reqwest::blocking::get(format!("http://{metrics}/metrics"))
+        .and_then(reqwest::blocking::Response::text)
+        .expect("GET /metrics");
+    let counter = |event: &str| -> Option<String> {
+        text.lines()
+            .find(|line| {
+                line.starts_with("actionhost_instances_total{")
+                    && line.contains(&format!("plugin=\"{app}\""))
+                    && line.contains(&format!("event=\"{event}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(counter("reused").as_deref(), Some("8"), "{text}");
+    assert_eq!(counter("retired").as_deref(), Some("1"), "{text}");
     server.assert_no_leak(&["token-alice-1111", "token-bob-2222", "token-inline-3333"]);
 }
 

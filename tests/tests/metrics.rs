@@ -91,7 +91,11 @@ fn value(sample: &Value) -> f64 {
 fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics() {
     let metrics_port = free_port();
     let server = Server::start_with(Options {
-        plugins: Some(vec![fixture("fixture-noop"), fixture("fixture-hostile")]),
+        plugins: Some(vec![
+            fixture("fixture-noop"),
+            fixture("fixture-hostile"),
+            fixture("fixture-versioned"),
+        ]),
         env: vec![
             (
                 "ACTIONHOST_METRICS__LISTEN".into(),
@@ -122,6 +126,10 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
     }
     let missing = server.get("/v1/actions/act_00000000000000000000");
     assert_eq!(missing.status, 404);
+    // A new build over a plugin's file, as deploy tools write it: a swap.
+    let temp = server.plugins_dir.join(".fixture-versioned.wasm.partial");
+    std::fs::copy(fixture("fixture-versioned-v2"), &temp).expect("copy");
+    std::fs::rename(&temp, server.plugins_dir.join("fixture-versioned.wasm")).expect("rename");
 
     // The text format, as any scraper reads it; no key, no secret.
     let text = reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -162,6 +170,10 @@ fn prometheus_scrapes_executions_requests_plugin_loads_and_faults_from_metrics()
         v.iter().map(value).sum::<f64>() >= 2.0
     });
     assert!(!loads.is_empty());
+    prometheus.until(
+        r#"actionhost_plugin_swaps_total{plugin="fixture-versioned"}"#,
+        |v| v.iter().any(|s| value(s) == 1.0),
+    );
     // The scheduler's lag, and the actions by status (sampled every 15 s).
     prometheus.until("actionhost_scheduler_lag_seconds_count", |v| {
         v.iter().any(|s| value(s) >= 1.0)

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actionhost_tests::server::{Options, Server};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A static site on a free loopback port: `index.html` and `pricing.html`,
 /// each carrying the tracker snippet. Stopped on drop.
@@ -99,23 +99,15 @@ fn the_tracker_records_pageviews_and_identify_in_chromium_and_refuses_other_orig
     let site = Site::start(port, &snippet);
     let stranger_site = Site::start(free_port(), &snippet);
 
-    let output = Command::new(actionhost_tests::python())
-        .arg(actionhost_tests::workspace_root().join("tests/browser/tracker.py"))
-        .args([
+    let report = actionhost_tests::browser_script(
+        "tracker.py",
+        &[
             &server.url,
             &server.admin_key,
             &site.url,
             &stranger_site.url,
-        ])
-        .output()
-        .expect("run the browser script");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser script failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
-    let report: Value = serde_json::from_str(stdout.trim()).expect("the script's report");
     let contact_id = report["contact_id"].as_str().expect("contact").to_owned();
 
     // The contact's events: the three pageviews, with their urls, in order.

@@ -27,6 +27,8 @@ pub struct ListQuery {
     pub identity_id: Option<String>,
     /// By the contact it addresses.
     pub contact_id: Option<String>,
+    /// By the agent that proposed it.
+    pub agent_id: Option<String>,
     /// Page size.
     pub limit: usize,
     /// Offset.
@@ -93,6 +95,8 @@ impl Actions {
         // The most selective index the filters name; the rest filter in memory.
         let (index, value) = if let Some(contact) = &query.contact_id {
             ("actions_by_contact", format!("{tenant_id}\0{contact}"))
+        } else if let Some(agent) = &query.agent_id {
+            ("actions_by_agent", format!("{tenant_id}\0{agent}"))
         } else if let Some(status) = query.status {
             ("actions_by_status", format!("{tenant_id}\0{status}"))
         } else if let Some(item) = &query.item_id {
@@ -108,6 +112,7 @@ impl Actions {
         };
         let filters_used = [
             query.contact_id.is_some(),
+            query.agent_id.is_some(),
             query.status.is_some(),
             query.item_id.is_some(),
             query.list_id.is_some(),
@@ -157,7 +162,11 @@ impl Actions {
                 && query
                     .contact_id
                     .as_ref()
-                    .is_none_or(|c| action.contact_id.as_ref() == Some(c));
+                    .is_none_or(|c| action.contact_id.as_ref() == Some(c))
+                && query
+                    .agent_id
+                    .as_ref()
+                    .is_none_or(|a| action.agent_id.as_ref() == Some(a));
             if keep {
                 matching.push(action);
             }
@@ -195,6 +204,7 @@ fn page_query<'a>(tenant_id: &'a str, query: &'a ListQuery) -> PageQuery<'a> {
         ("item_id", query.item_id.as_deref()),
         ("identity_id", query.identity_id.as_deref()),
         ("contact_id", query.contact_id.as_deref()),
+        ("agent_id", query.agent_id.as_deref()),
     ]
     .into_iter()
     .filter_map(|(column, value)| Some((column, value?)))

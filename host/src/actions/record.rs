@@ -278,6 +278,10 @@ impl Record for Action {
                     self.running_on.as_deref().unwrap_or("all"),
                 ));
             }
+            (status, _) if status.is_final() => {
+                // From the oldest end: what retention removes.
+                entries.push(IndexEntry::multi("actions_finished", &self.updated_at));
+            }
             _ => {}
         }
         entries

@@ -187,6 +187,8 @@ pub struct ListParams {
     identity_id: Option<String>,
     /// Filter by the contact the action addresses.
     contact_id: Option<String>,
+    /// Filter by the agent that proposed the action.
+    agent_id: Option<String>,
     /// Results per page, 1–100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
@@ -280,6 +282,7 @@ pub async fn actions_list(
             item_id: params.item_id,
             identity_id: params.identity_id,
             contact_id: params.contact_id,
+            agent_id: params.agent_id,
             limit,
             skip,
             sort_by,

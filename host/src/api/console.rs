@@ -27,6 +27,43 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState};
 use crate::tenancy::{ConsoleSession, Principal, key_hash};
 
+/// Sign-in attempts a client address may make: [`SIGN_IN_BURST`] at once,
+/// then one more every [`SIGN_IN_EVERY`]. Behind a proxy every client
+/// shares the proxy's address (and its limit).
+pub const SIGN_IN_BURST: u32 = 10;
+/// See [`SIGN_IN_BURST`].
+pub const SIGN_IN_EVERY: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Console sign-in attempts per client address: a guessed key costs its
+/// guesser time, whatever the answer.
+pub struct SignInLimiter(governor::DefaultKeyedRateLimiter<std::net::IpAddr>);
+
+impl SignInLimiter {
+    /// The limiter of [`SIGN_IN_BURST`] and [`SIGN_IN_EVERY`].
+    pub fn new() -> Self {
+        let quota = governor::Quota::with_period(SIGN_IN_EVERY)
+            .unwrap_or_else(|| unreachable!("a non-zero period"))
+            .allow_burst(
+                std::num::NonZeroU32::new(SIGN_IN_BURST).unwrap_or(std::num::NonZeroU32::MIN),
+            );
+        Self(governor::RateLimiter::keyed(quota))
+    }
+
+    /// `Err(wait)` when `client` has used its attempts.
+    fn check(&self, client: std::net::IpAddr) -> Result<(), std::time::Duration> {
+        use governor::clock::Clock as _;
+        self.0.check_key(&client).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
+    }
+}
+
+impl Default for SignInLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "actionhost_session";
 
@@ -37,22 +74,51 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      base-uri 'none'; frame-ancestors 'none'";
 
 const INDEX_HTML: &str = include_str!("../../console/index.html");
-const APP_JS: &str = include_str!("../../console/app.js");
-const APP_CSS: &str = include_str!("../../console/app.css");
-const FAVICON: &str = include_str!("../../console/favicon.svg");
+
+/// The app's files, served under `/console/`: name, content type, body.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.js", JAVASCRIPT, include_str!("../../console/app.js")),
+    ("core.js", JAVASCRIPT, include_str!("../../console/core.js")),
+    (
+        "review.js",
+        JAVASCRIPT,
+        include_str!("../../console/review.js"),
+    ),
+    (
+        "manage.js",
+        JAVASCRIPT,
+        include_str!("../../console/manage.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../console/app.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../console/favicon.svg"),
+    ),
+];
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// The console's routes.
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
+    let mut router = axum::Router::new()
         .route("/console", get(index))
         .route("/console/", get(index))
-        .route("/console/app.js", get(app_js))
-        .route("/console/app.css", get(app_css))
-        .route("/console/favicon.svg", get(favicon))
         .route(
             "/console/session",
             get(session_get).post(session_open).delete(session_close),
-        )
+        );
+    for &(name, content_type, body) in ASSETS {
+        router = router.route(
+            &format!("/console/{name}"),
+            get(move || async move { asset(content_type, body) }),
+        );
+    }
+    router
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -80,18 +146,6 @@ fn protect(headers: &mut HeaderMap) {
 
 async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
-}
-
-async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
-}
-
-async fn favicon() -> Response {
-    asset("image/svg+xml", FAVICON)
-}
-
-async fn app_css() -> Response {
-    asset("text/css; charset=utf-8", APP_CSS)
 }
 
 /// `POST /console/session`'s body.
@@ -141,8 +195,21 @@ fn unauthorized(message: &str) -> ApiError {
 /// Signs in: exchanges an API key for a session cookie.
 async fn session_open(
     State(state): State<AppState>,
+    client: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    if let Some(axum::Extension(axum::extract::ConnectInfo(address))) = client
+        && let Err(wait) = state.sign_ins.check(address.ip())
+    {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        tracing::warn!(client = %address.ip(), "console sign-in attempts limited");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many sign-in attempts from this address; try again in {seconds} s"),
+        )
+        .with_retry_after(seconds));
+    }
     let sign_in: SignIn = serde_json::from_slice(&body)
         .map_err(|_| ApiError::invalid("send {\"api_key\": \"…\"}: the API key to sign in with"))?;
     let key = sign_in.api_key.trim();

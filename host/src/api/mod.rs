@@ -88,6 +88,8 @@ pub struct AppState {
     pub tools: crate::tools::Tools,
     /// Settings the handlers need.
     pub settings: Arc<ApiSettings>,
+    /// Console sign-in attempts, per client address.
+    pub sign_ins: Arc<console::SignInLimiter>,
 }
 
 /// Settings of the API layer.

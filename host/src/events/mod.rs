@@ -763,7 +763,11 @@ impl Events {
             let cutoff = epoch_ms(SystemTime::now()).saturating_sub(
                 u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX),
             );
-            match self.sweep(cutoff).await {
+            let swept = self.sweep(cutoff).await;
+            if let Ok(removed) = swept {
+                crate::metrics::retention_removed("events", removed);
+            }
+            match swept {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(
                     removed,

@@ -135,7 +135,9 @@ impl Record for ExecutionRecord {
         &self.id
     }
     fn indexes(&self) -> Vec<IndexEntry> {
-        Vec::new()
+        // From the oldest end: what retention removes (RFC 3339 with
+        // milliseconds sorts as time does).
+        vec![IndexEntry::multi("executions_by_time", &self.finished_at)]
     }
 }
 

@@ -180,6 +180,12 @@ pub struct PluginInfo {
     /// failed.
     #[schema(value_type = Option<Object>)]
     pub limits: Option<Limits>,
+    /// Instance reuse, for a plugin that opted in (`reuse-policy`) where
+    /// the operator allows it: executions that ran on a reused instance,
+    /// instances retired after their last call, and instances idle now.
+    /// Null when its instances are not reused.
+    #[schema(value_type = Option<Object>)]
+    pub reuse: Option<crate::runtime::ReuseStats>,
 }
 
 /// An action type and the versions that provide it.
@@ -657,6 +663,9 @@ impl PluginRegistry {
         let info = after
             .info(&key)
             .unwrap_or_else(|| unreachable!("the snapshot it was just inserted into"));
+        if previous.is_some() {
+            crate::metrics::plugin_swap(&manifest.name);
+        }
         tracing::info!(
             plugin = %manifest.name,
             version = %manifest.version,
@@ -1035,6 +1044,7 @@ impl PluginRegistry {
                 wit_version: None,
                 size: None,
                 limits: None,
+                reuse: None,
                 loaded_at: pending.since.clone(),
                 load_ms: None,
                 cache: None,
@@ -1107,6 +1117,7 @@ fn info(snapshot: &Snapshot, key: &(String, semver::Version), entry: &Entry) -> 
         wit_version: Some(manifest.wit_version.clone()),
         size: Some(entry.plugin.size()),
         limits: Some(entry.plugin.limits().clone()),
+        reuse: entry.plugin.reuse_stats(),
         loaded_at: entry.loaded_at.clone(),
         load_ms: Some(u64::try_from(entry.plugin.load_time().as_millis()).unwrap_or(u64::MAX)),
         cache: Some(entry.plugin.cache_outcome()),

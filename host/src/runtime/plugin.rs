@@ -437,9 +437,14 @@ pub(super) async fn load(
         max_calls: p.max_calls,
         max_idle: p.max_idle,
     });
-    let reuse = manifest
-        .reuse
-        .and_then(|policy| ReusePool::new(policy, &runtime.config.reuse));
+    let reuse = manifest.reuse.and_then(|policy| {
+        ReusePool::new(
+            &manifest.name,
+            &manifest.version,
+            policy,
+            &runtime.config.reuse,
+        )
+    });
     let mut validators = HashMap::new();
     for action_type in &manifest.action_types {
         let validator = jsonschema::validator_for(&action_type.params_schema).map_err(|err| {

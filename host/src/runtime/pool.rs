@@ -47,6 +47,9 @@ pub(super) const IDLE_TTL: Duration = Duration::from_secs(60);
 
 /// Idle instances of one plugin version.
 pub(super) struct ReusePool {
+    /// The plugin and version, for the metrics.
+    plugin: String,
+    version: String,
     max_calls: u32,
     max_idle: usize,
     idle: Mutex<VecDeque<Idle>>,
@@ -68,7 +71,12 @@ pub struct ReuseStats {
 impl ReusePool {
     /// A pool for `policy` within the operator's bounds, or `None` when reuse
     /// is off or would not happen (`max_calls` of 1, no idle room).
-    pub fn new(policy: ReusePolicy, config: &ReuseConfig) -> Option<Self> {
+    pub fn new(
+        plugin: &str,
+        version: &str,
+        policy: ReusePolicy,
+        config: &ReuseConfig,
+    ) -> Option<Self> {
         let max_calls = policy.max_calls.min(config.max_calls);
         let max_idle = match policy.max_idle {
             0 => config.max_idle,
@@ -78,6 +86,8 @@ impl ReusePool {
             return None;
         }
         Some(Self {
+            plugin: plugin.to_owned(),
+            version: version.to_owned(),
             max_calls,
             max_idle: max_idle as usize,
             idle: Mutex::new(VecDeque::new()),
@@ -115,6 +125,7 @@ impl ReusePool {
         drop(expired);
         if warm.is_some() {
             self.reused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::instance(&self.plugin, &self.version, "reused");
         }
         warm
     }
@@ -124,6 +135,7 @@ impl ReusePool {
     pub fn give_back(&self, account: &str, warm: Warm) {
         if warm.calls >= self.max_calls {
             self.retired.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::instance(&self.plugin, &self.version, "retired");
             tracing::debug!(
                 calls = warm.calls,
                 "reused instance retired after its last call"

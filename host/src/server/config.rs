@@ -120,6 +120,9 @@ pub struct ServeConfig {
     pub metrics: crate::metrics::MetricsConfig,
     /// The console at `/console` (`[console]`: `session_ttl`).
     pub console: ConsoleConfig,
+    /// How long records are kept (`[retention]`: `executions`, `actions`,
+    /// `events`, `sweep_interval`).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// Settings of the console.
@@ -211,6 +214,7 @@ impl Default for ServeConfig {
             mcp: McpConfig::default(),
             metrics: crate::metrics::MetricsConfig::default(),
             console: ConsoleConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -270,6 +274,7 @@ const SETTINGS: &[&str] = &[
     "mcp",
     "metrics",
     "console",
+    "retention",
 ];
 
 impl ServeConfig {

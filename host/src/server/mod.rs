@@ -128,6 +128,7 @@ pub fn open_store(location: StoreLocation<'_>) -> anyhow::Result<(OpenStore, Rec
     };
     let version = migrate(&records)?;
     tracing::debug!(version, "store schema");
+    crate::retention::index_existing(&records)?;
     Ok((store, records))
 }
 
@@ -252,7 +253,11 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         config.scheduler.clone(),
         replicas.clone(),
     );
-    let events = Events::new(records.clone(), config.events.clone());
+    let mut events_config = config.events.clone();
+    if let Some(retention) = config.retention.events {
+        events_config.retention = retention;
+    }
+    let events = Events::new(records.clone(), events_config);
     let contacts = Contacts::new(records.clone(), events.clone(), actions.clone());
     let tracker = Tracker::new(records.clone(), events.clone(), &config.tracker);
     let models = Models::new(registry.clone(), accounts.clone(), config.models.clone());
@@ -287,6 +292,7 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
             console_session_ttl: config.console.session_ttl,
             shutdown: shutdown.clone(),
         }),
+        sign_ins: Arc::new(crate::api::console::SignInLimiter::new()),
     };
     let app = crate::api::router(state)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
@@ -456,6 +462,12 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
                 async move { events.run_retention(stop).await }.in_current_span()
             });
             tokio::spawn({
+                let (records, retention, stop) =
+                    (records.clone(), config.retention.clone(), stop.clone());
+                async move { crate::retention::run(records, retention, stop).await }
+                    .in_current_span()
+            });
+            tokio::spawn({
                 let (agents, stop) = (agents.clone(), stop.clone());
                 async move { agents.run_queue(stop).await }.in_current_span()
             });
@@ -469,6 +481,8 @@ pub async fn serve(config: ServeConfig, plugins_dir: PathBuf) -> anyhow::Result<
         .in_current_span()
     });
     let mut graceful = stop_rx.clone();
+    // The client's address reaches the handlers (console sign-in limits).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|stop| *stop).await;
     });

@@ -372,6 +372,27 @@ impl Records {
             .collect()
     }
 
+    /// At most `limit` ids of a collection after `after` (from the first
+    /// without it), in id order: for walking a large collection in pages.
+    pub fn ids_after<R: Record>(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let prefix = record_key(R::COLLECTION, "");
+        let start = match after {
+            // The first key after `after`'s: its key with a zero byte added.
+            Some(id) => {
+                let mut key = record_key(R::COLLECTION, id);
+                key.push(0);
+                key
+            }
+            None => prefix.clone(),
+        };
+        Ok(self
+            .store
+            .scan_from(Tree::Records, &prefix, &start, limit)?
+            .into_iter()
+            .map(|(key, _)| String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+            .collect())
+    }
+
     /// The ids a multi index holds under `value`, in id order.
     pub fn ids_by(&self, index: &'static str, value: &str) -> Result<Vec<String>> {
         let prefix = IndexEntry::multi(index, value).key("");

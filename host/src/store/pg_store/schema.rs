@@ -433,6 +433,10 @@ fn record_tables_sql(tables: &[RecordTable]) -> String {
         "DROP INDEX actions_by_updated;\n\
          CREATE INDEX actions_by_updated ON actions (tenant_id, updated_at NULLS FIRST, id);\n",
     );
+    // Listings by agent (the console's inbox) get an index too.
+    sql.push_str(
+        "CREATE INDEX actions_by_agent ON actions (tenant_id, agent_id, id) WHERE agent_id IS NOT NULL;\n",
+    );
     // The entries the `actions` table answers for are no longer kept.
     for index in ANSWERED_BY_TABLES {
         let _ = writeln!(
