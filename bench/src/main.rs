@@ -7,6 +7,7 @@
 
 mod agents;
 mod composio;
+mod console;
 mod contacts;
 mod floor;
 mod hostile;
@@ -53,7 +54,7 @@ impl Settings {
 const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
        actionhost-bench sled-floor DIR RATE SECONDS RECORD_BYTES CACHE_BYTES
-sections: inprocess, http, mcp, composio, scheduler, store, contacts, agents, startup, memory, hostile, soak
+sections: inprocess, http, mcp, composio, scheduler, store, contacts, agents, console, startup, memory, hostile, soak
 (--only writes target/bench-partial/results.json unless --out says otherwise:
 a partial run never replaces bench/results.json)";
 

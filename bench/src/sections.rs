@@ -211,6 +211,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
         println!("== agent runs");
         crate::agents::run(settings, &mut results)?;
     }
+    if settings.wants("console") {
+        println!("== the console in Chromium");
+        crate::console::run(settings, &budget, &mut results)?;
+    }
     if settings.wants("startup") {
         println!("== start-up and hot swap");
         startup(settings, &budget, &mut results)?;
