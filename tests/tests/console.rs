@@ -514,9 +514,15 @@ fn an_operator_edits_approves_and_manages_plugins_keys_and_accounts_in_a_real_br
         .to_owned();
     let mut contacts = vec![contact.clone()];
     for name in ["grace", "alan", "edsger", "barbara"] {
+        // One name carries markup: the pages show it as text.
+        let firstname = if name == "barbara" {
+            format!("{MARKUP}Barbara")
+        } else {
+            name.to_owned()
+        };
         let other = server.post(
             "/v1/contacts",
-            &json!({ "email": format!("{name}@example.com"), "properties": { "firstname": name, "lifecyclestage": "lead" } }),
+            &json!({ "email": format!("{name}@example.com"), "properties": { "firstname": firstname, "lifecyclestage": "lead" } }),
         );
         assert_eq!(other.status, 201, "{}", other.text);
         contacts.push(
@@ -633,8 +639,13 @@ fn an_operator_edits_approves_and_manages_plugins_keys_and_accounts_in_a_real_br
             .contains("Visited /pricing twice"),
         "{report}"
     );
-    // The contact: found by search, its timeline with the pageviews.
+    // The contact: found by search, its timeline with the pageviews; a
+    // name with markup shown as text, nothing of it run.
     assert_eq!(report["contacts_found"], 1, "{report}");
+    assert_eq!(report["contacts_all"], 5, "{report}");
+    assert_eq!(report["contact_markup_as_text"], true, "{report}");
+    assert_eq!(report["images_in_contacts"], 0, "{report}");
+    assert_eq!(report["pwned"], Value::Null, "{report}");
     assert!(
         report["timeline"]
             .as_str()
