@@ -15,6 +15,7 @@ mod inprocess;
 mod load;
 mod peers;
 mod report;
+mod retention;
 mod sections;
 mod server;
 mod stats;
@@ -54,7 +55,7 @@ impl Settings {
 const USAGE: &str = "usage: actionhost-bench [--quick] [--only SECTION]... [--out FILE] [--markdown FILE] [--wasmtime PATH] [--soak-seconds N]
        actionhost-bench hello-server --port PORT
        actionhost-bench sled-floor DIR RATE SECONDS RECORD_BYTES CACHE_BYTES
-sections: inprocess, http, mcp, composio, scheduler, store, contacts, agents, console, startup, memory, hostile, soak
+sections: inprocess, http, mcp, composio, scheduler, store, contacts, agents, console, retention, startup, memory, hostile, soak
 (--only writes target/bench-partial/results.json unless --out says otherwise:
 a partial run never replaces bench/results.json)";
 

@@ -215,6 +215,10 @@ pub fn run_all(settings: &Settings) -> anyhow::Result<Results> {
         println!("== the console in Chromium");
         crate::console::run(settings, &budget, &mut results)?;
     }
+    if settings.wants("retention") {
+        println!("== retention under load");
+        crate::retention::run(settings, &budget, &mut results)?;
+    }
     if settings.wants("startup") {
         println!("== start-up and hot swap");
         startup(settings, &budget, &mut results)?;

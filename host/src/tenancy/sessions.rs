@@ -52,9 +52,7 @@ impl ConsoleSession {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    crate::actions::epoch_ms(SystemTime::now())
 }
 
 /// Expired sessions removed per sign-in, at most.
