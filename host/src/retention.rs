@@ -2,7 +2,8 @@
 //! operator's `[retention]` settings are removed in the background, in
 //! small durable batches, so that the data folder stops growing while
 //! serving goes on. (Events have their own sweep, [`crate::events`], whose
-//! retention `[retention] events` sets.)
+//! retention `[retention] events` sets, and which removes at the same
+//! pace.)
 //!
 //! What a sweep reads:
 //! - `executions_by_time` (`FINISHED_AT`, RFC 3339 with milliseconds,
@@ -23,7 +24,7 @@ use crate::executions::ExecutionRecord;
 use crate::store::{Record, Records, StoreError};
 
 /// The records one write of a sweep removes.
-const BATCH: usize = 500;
+const BATCH: usize = 200;
 
 /// `[retention]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,16 +79,47 @@ fn cutoff(age: Duration) -> String {
 pub async fn sweep(records: &Records, config: &RetentionConfig) -> Result<Swept, StoreError> {
     let mut swept = Swept::default();
     if let Some(age) = config.executions {
-        swept.executions = records
-            .remove_listed::<ExecutionRecord>("executions_by_time", "", Some(&cutoff(age)), BATCH)
-            .await?;
+        swept.executions =
+            remove_paced::<ExecutionRecord>(records, "executions_by_time", &cutoff(age)).await?;
     }
     if let Some(age) = config.actions {
-        swept.actions = records
-            .remove_listed::<Action>("actions_finished", "", Some(&cutoff(age)), BATCH)
-            .await?;
+        swept.actions = remove_paced::<Action>(records, "actions_finished", &cutoff(age)).await?;
     }
     Ok(swept)
+}
+
+/// Removes the records of `R` that `index` lists below `upper`, oldest
+/// first, [`BATCH`] per durable write. After each write it waits as long
+/// as the write took, so that a sweep takes at most half of the store's
+/// time and the writes of requests, which share its group commits, are
+/// never queued behind a run of its batches.
+pub async fn remove_paced<R: Record + 'static>(
+    records: &Records,
+    index: &'static str,
+    upper: &str,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    loop {
+        let ids: Vec<String> = records
+            .index_range(index, "", None, Some(upper), false, 0, BATCH)?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(removed);
+        }
+        removed += ids.len();
+        let started = std::time::Instant::now();
+        records
+            .commit(move |tx| {
+                for id in &ids {
+                    tx.remove::<R>(id)?;
+                }
+                Ok(())
+            })
+            .await?;
+        tokio::time::sleep(started.elapsed()).await;
+    }
 }
 
 /// The sweep every `sweep_interval` until `stop`, when anything is to be

@@ -747,14 +747,12 @@ impl Events {
 
     /// Removes every event that occurred before `cutoff_ms`; returns how many.
     pub async fn sweep(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        self.records
-            .remove_listed::<Event>(
-                "events_by_time",
-                "",
-                Some(&format!("{cutoff_ms:013}")),
-                REMOVE_BATCH,
-            )
-            .await
+        crate::retention::remove_paced::<Event>(
+            &self.records,
+            "events_by_time",
+            &format!("{cutoff_ms:013}"),
+        )
+        .await
     }
 
     /// The retention sweep, every `sweep_interval` until `stop`.
