@@ -1,7 +1,8 @@
 //! Retention under load: the p99 of sync execute at one connection on a
 //! server holding many execution records, then again while the retention
 //! sweep removes all of them (restarted with `[retention] executions`
-//! shorter than their age), and how long the sweep took.
+//! shorter than their age), and how long the sweep took; then a soak with
+//! a retention set, and the data folder's size half way and at the end.
 
 use std::time::{Duration, Instant};
 
@@ -140,5 +141,118 @@ pub fn run(settings: &Settings, budget: &Budget, results: &mut Results) -> anyho
         "retention.execute.sweeping.p99_ms",
         "retention.execute.quiet.p99_ms",
     );
+    drop(server);
+    soak(settings, results)
+}
+
+/// A soak at a steady rate with `[retention] executions` of a quarter of
+/// it: the data folder's size once the first records have aged out (half
+/// way) and at the end, which should be level.
+fn soak(settings: &Settings, results: &mut Results) -> anyhow::Result<()> {
+    let (window, rate) = if settings.quick {
+        (Duration::from_secs(2), 200.0)
+    } else {
+        (Duration::from_secs(60), 1_000.0)
+    };
+    let noop = artifact(settings, "target/fixtures/fixture-noop.wasm")?;
+    let dir = fresh_dir(&[noop])?;
+    let cache = cache(settings);
+    let mut launch = launch(settings, dir.path(), &cache);
+    launch.env.push((
+        "ACTIONHOST_RETENTION__EXECUTIONS",
+        format!("{}ms", window.as_millis()),
+    ));
+    launch.env.push((
+        "ACTIONHOST_RETENTION__SWEEP_INTERVAL",
+        format!("{}ms", window.as_millis() / 6),
+    ));
+    let server = launch.start()?;
+    let data = dir.path().join("data");
+    let length = window * 4;
+    let request = std::sync::Arc::new(post(
+        "/api/v2/actions/noop/execute",
+        &server.key,
+        r#"{"input":{}}"#,
+    ));
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let stop = Instant::now() + length;
+    let connections = 8usize;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (request, port) = (request.clone(), server.port);
+        tasks.push(tokio.spawn(async move {
+            let mut connection = Connection::open(port).await?;
+            let mut tick =
+                tokio::time::interval(Duration::from_secs_f64(connections as f64 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut sent = 0u64;
+            while Instant::now() < stop {
+                tick.tick().await;
+                let (status, body) = connection.round_trip(&request).await?;
+                ensure!(status == 200, "{status}: {}", String::from_utf8_lossy(body));
+                sent += 1;
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let began = Instant::now();
+    let mut half = None;
+    while Instant::now() < stop {
+        std::thread::sleep(Duration::from_millis(250));
+        if half.is_none() && began.elapsed() >= length / 2 {
+            half = Some(dir_bytes(&data)?);
+        }
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += tokio.block_on(task)??;
+    }
+    let end = dir_bytes(&data)?;
+    let half = half.context("no sample half way")?;
+    let mib = |bytes: u64| bytes as f64 / 1_048_576.0;
+    let name = format!(
+        "soak with [retention] executions = {} s at {rate:.0} executes/s for {} s",
+        window.as_secs_f64(),
+        length.as_secs()
+    );
+    results.push(Figure::single(
+        "retention.soak.data_half_mib",
+        &format!("{name}: data folder half way"),
+        "MiB",
+        mib(half),
+    ));
+    results.push(
+        Figure::single(
+            "retention.soak.data_end_mib",
+            &format!("{name}: data folder at the end"),
+            "MiB",
+            mib(end),
+        )
+        .with_note(format!("{sent} executions recorded in all")),
+    );
+    results.push(Figure::single(
+        "retention.soak.data_growth_pct",
+        &format!("{name}: data folder growth over the second half"),
+        "%",
+        (mib(end) - mib(half)) / mib(half) * 100.0,
+    ));
     Ok(())
+}
+
+/// The bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
 }
